@@ -1,0 +1,120 @@
+"""The certificate workflow's side effects, each an idempotent write keyed by its business step.
+
+Business time arrives in every input (`at`, set from `workflow.now()`): an activity never
+reads the clock, so retries and replays write the same values.
+"""
+
+from __future__ import annotations
+
+import structlog
+from temporalio import activity
+
+from icr.db.store import Store
+from icr.models import (
+    AuditRefusal,
+    CertificateSnapshot,
+    ClaimExerciseResponse,
+    CloseCertificate,
+    CloseCertificateResult,
+    CloseNotification,
+    CloseTask,
+    LoadCertificateInput,
+    LoadUsersInput,
+    LoadUsersResult,
+    MarkNotificationOverdue,
+    RaiseNotification,
+    RaiseTask,
+    RecordActivityEvents,
+    RecordActivityResult,
+    RecordResponse,
+    UpdateContact,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class CertificateActivities:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def all(self) -> list:
+        return [
+            self.load_certificate, self.load_users, self.record_activity_events,
+            self.raise_notification, self.mark_notification_overdue, self.close_notification,
+            self.record_response, self.raise_task, self.close_task, self.claim_exercise_response,
+            self.close_certificate, self.update_contact, self.audit_refusal,
+        ]
+
+    @activity.defn
+    async def load_certificate(self, request: LoadCertificateInput) -> CertificateSnapshot:
+        return await self.store.load_certificate(request.case_reference, request.at)
+
+    @activity.defn
+    async def load_users(self, request: LoadUsersInput) -> LoadUsersResult:
+        return LoadUsersResult(users=await self.store.load_users(request.login_ids))
+
+    @activity.defn
+    async def record_activity_events(self, step: RecordActivityEvents) -> RecordActivityResult:
+        new = await self.store.record_activity_events(step)
+        log.info("activity_events_recorded", case_reference=step.case_reference,
+                 received=len(step.events), new=len(new))
+        return RecordActivityResult(new_event_ids=new)
+
+    @activity.defn
+    async def raise_notification(self, step: RaiseNotification) -> None:
+        await self.store.raise_notification(step)
+        log.info("notification_raised", case_reference=step.case_reference,
+                 notification_id=step.notification_id, cycle=step.cycle)
+
+    @activity.defn
+    async def mark_notification_overdue(self, step: MarkNotificationOverdue) -> None:
+        await self.store.mark_notification_overdue(step)
+        log.info("notification_overdue", case_reference=step.case_reference,
+                 notification_id=step.notification_id)
+
+    @activity.defn
+    async def close_notification(self, step: CloseNotification) -> None:
+        await self.store.close_notification(step)
+        log.info("notification_closed", case_reference=step.case_reference,
+                 notification_id=step.notification_id, status=step.status.value)
+
+    @activity.defn
+    async def record_response(self, step: RecordResponse) -> None:
+        await self.store.record_response(step)
+        log.info("response_recorded", case_reference=step.case_reference,
+                 notification_id=step.notification_id, response=step.response.value)
+
+    @activity.defn
+    async def raise_task(self, step: RaiseTask) -> None:
+        await self.store.raise_task(step)
+        log.info("task_raised", case_reference=step.case_reference, task_id=step.task_id,
+                 kind=step.task_kind.value)
+
+    @activity.defn
+    async def close_task(self, step: CloseTask) -> None:
+        await self.store.close_task(step)
+        log.info("task_closed", case_reference=step.case_reference, task_id=step.task_id,
+                 decision=step.decision.value if step.decision else None)
+
+    @activity.defn
+    async def claim_exercise_response(self, step: ClaimExerciseResponse) -> None:
+        await self.store.claim_exercise_response(step)
+        log.info("exercise_response_claimed", case_reference=step.case_reference)
+
+    @activity.defn
+    async def close_certificate(self, step: CloseCertificate) -> CloseCertificateResult:
+        recouped = await self.store.close_certificate(step)
+        log.info("certificate_closed", case_reference=step.case_reference, reason=step.reason,
+                 recouped=recouped)
+        return CloseCertificateResult(recouped=recouped)
+
+    @activity.defn
+    async def update_contact(self, step: UpdateContact) -> None:
+        await self.store.update_contact(step)
+        log.info("contact_reassigned", case_reference=step.case_reference)
+
+    @activity.defn
+    async def audit_refusal(self, step: AuditRefusal) -> None:
+        await self.store.audit_refusal(step)
+        log.info("message_refused", case_reference=step.case_reference, action=step.action,
+                 reason=step.reason)

@@ -1,0 +1,398 @@
+"""All of the engine's SQL, in one place.
+
+Every write is one transaction keyed by its business step (notification id, task id,
+recoupment id, event id, ...) with `ON CONFLICT` / guarded `UPDATE`s, and audits under the
+same key: run twice, it writes once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from icr.models import (
+    RESPONSE_LABELS,
+    ActivityKind,
+    AuditRefusal,
+    CertificateSnapshot,
+    ClaimExerciseResponse,
+    CloseCertificate,
+    CloseNotification,
+    CloseTask,
+    ExerciseResponse,
+    MarkNotificationOverdue,
+    NotificationStatus,
+    Policy,
+    RaiseNotification,
+    RaiseTask,
+    RecordActivityEvents,
+    RecordResponse,
+    Registration,
+    Response,
+    UpdateContact,
+    User,
+    money,
+)
+from icr.rules import NOTIFICATION_SUBJECT, notification_letter
+
+
+async def _audit(conn: asyncpg.Connection, key: str, case_reference: str | None, actor: str,
+                 action: str, detail: dict[str, Any], at: datetime) -> bool:
+    """Record who did what; False when this step was already audited."""
+    row = await conn.fetchrow(
+        """INSERT INTO audit_log (idempotency_key, case_reference, actor, action, detail, at)
+           VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+           ON CONFLICT (idempotency_key) DO NOTHING RETURNING id""",
+        key, case_reference, actor, action, json.dumps(detail, default=str), at,
+    )
+    return row is not None
+
+
+def _policy(row: asyncpg.Record) -> Policy:
+    return Policy(
+        version=row["version"], inactivity_days=row["inactivity_days"],
+        response_due_days=row["response_due_days"], return_days=row["return_days"],
+        max_unanswered_cycles=row["max_unanswered_cycles"], effective_from=row["effective_from"],
+    )
+
+
+@dataclass
+class Upserted:
+    """Outcome of importing one row."""
+
+    status: str  # "imported", "updated" or "unchanged"
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def policy_in_force(self, at: datetime) -> tuple[Policy, datetime | None]:
+        """The policy in force at `at` (latest effective_from, then highest version) and
+        when the next known version takes effect."""
+        async with self.pool.acquire() as conn:
+            return await self._policy_in_force(conn, at)
+
+    async def _policy_in_force(self, conn: asyncpg.Connection, at: datetime) -> tuple[Policy, datetime | None]:
+        row = await conn.fetchrow(
+            """SELECT * FROM policy_versions WHERE effective_from <= $1
+               ORDER BY effective_from DESC, version DESC LIMIT 1""", at)
+        if row is None:
+            raise LookupError(f"no inactivity policy is in force at {at.isoformat()}")
+        next_at = await conn.fetchval(
+            "SELECT min(effective_from) FROM policy_versions WHERE effective_from > $1", at)
+        return _policy(row), next_at
+
+    async def load_certificate(self, case_reference: str, at: datetime) -> CertificateSnapshot:
+        async with self.pool.acquire() as conn:
+            cert = await conn.fetchrow("SELECT * FROM certificates WHERE case_reference = $1",
+                                       case_reference)
+            latest = await conn.fetchval(
+                "SELECT max(occurred_at) FROM activity_ledger WHERE case_reference = $1",
+                case_reference)
+            exercise = await conn.fetchrow(
+                "SELECT * FROM exercise_responses WHERE case_reference = $1 AND claimed_at IS NULL",
+                case_reference)
+            policy, next_at = await self._policy_in_force(conn, at)
+        registration = None
+        if cert is not None:
+            registration = Registration(
+                provider_firm_id=cert["provider_firm_id"], office_code=cert["office_code"],
+                provider_contact_login=cert["provider_contact_login"], granted_on=cert["granted_on"])
+            if cert["last_activity_at"] is not None and (latest is None or cert["last_activity_at"] > latest):
+                latest = cert["last_activity_at"]
+        return CertificateSnapshot(
+            case_reference=case_reference,
+            registration=registration,
+            last_activity_at=latest,
+            closed=cert is not None and cert["closed_at"] is not None,
+            exercise_response=None if exercise is None else ExerciseResponse(
+                case_reference=case_reference, response=Response(exercise["response"]),
+                reported_on=exercise["reported_on"]),
+            policy=policy,
+            next_policy_change_at=next_at,
+        )
+
+    async def load_users(self, login_ids: list[str]) -> list[User]:
+        rows = await self.pool.fetch("SELECT * FROM users WHERE login_id = ANY($1::text[])", login_ids)
+        return [User(login_id=r["login_id"], provider_firm_id=r["provider_firm_id"],
+                     roles=list(r["roles"]), pre_silas=r["pre_silas"]) for r in rows]
+
+    async def certificate_row(self, case_reference: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow("SELECT * FROM certificates WHERE case_reference = $1",
+                                        case_reference)
+
+    async def notifications_of(self, case_reference: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM notifications WHERE case_reference = $1 ORDER BY date_assigned, notification_id",
+            case_reference)
+
+    async def tasks_of(self, case_reference: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM laa_tasks WHERE case_reference = $1 ORDER BY raised_at, task_id", case_reference)
+
+    async def recoupments_of(self, case_reference: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM recoupments WHERE case_reference = $1 ORDER BY recouped_at", case_reference)
+
+    async def ledger_of(self, case_reference: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM activity_ledger WHERE case_reference = $1 ORDER BY occurred_at, event_id",
+            case_reference)
+
+    async def audit_of(self, case_reference: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM audit_log WHERE case_reference = $1 ORDER BY at, id", case_reference)
+
+    # --- the workflow's steps --------------------------------------------------------------
+
+    async def record_activity_events(self, step: RecordActivityEvents) -> list[str]:
+        """Insert into the ledger; returns the ids that were new (a duplicate counts once)."""
+        new_ids: list[str] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            for event in step.events:
+                inserted = await conn.fetchval(
+                    """INSERT INTO activity_ledger (case_reference, event_id, kind, occurred_at, source, received_at)
+                       VALUES ($1, $2, $3, $4, $5, $6)
+                       ON CONFLICT (case_reference, event_id) DO NOTHING RETURNING true""",
+                    step.case_reference, event.event_id, event.kind, event.occurred_at, event.source,
+                    step.received_at)
+                if inserted:
+                    new_ids.append(event.event_id)
+                    await _audit(conn, f"{step.case_reference}-event-{event.event_id}", step.case_reference,
+                                 event.source or "activity source", "activity_recorded",
+                                 {"event_id": event.event_id, "kind": event.kind,
+                                  "occurred_at": event.occurred_at.isoformat()}, step.received_at)
+        return new_ids
+
+    async def raise_notification(self, step: RaiseNotification) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO notifications (notification_id, case_reference, provider_firm_id, assigned_to,
+                       subject, cycle, date_assigned, due_date, return_date, status, is_open,
+                       available_responses, letter)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, true, $11, $12)
+                   ON CONFLICT (notification_id) DO NOTHING""",
+                step.notification_id, step.case_reference, step.provider_firm_id, step.assigned_to,
+                NOTIFICATION_SUBJECT, step.cycle, step.date_assigned, step.due_date, step.return_date,
+                NotificationStatus.OPEN.value, [RESPONSE_LABELS[r] for r in Response],
+                notification_letter(step.case_reference, step.due_date))
+            await _audit(conn, f"{step.notification_id}-raised", step.case_reference, "engine",
+                         "notification_raised",
+                         {"notification_id": step.notification_id, "cycle": step.cycle,
+                          "assigned_to": step.assigned_to, "due_date": step.due_date.isoformat()},
+                         step.date_assigned)
+
+    async def mark_notification_overdue(self, step: MarkNotificationOverdue) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE notifications SET status = $2 WHERE notification_id = $1 AND is_open AND status = $3",
+                step.notification_id, NotificationStatus.OVERDUE.value, NotificationStatus.OPEN.value)
+            await _audit(conn, f"{step.notification_id}-overdue", step.case_reference, "engine",
+                         "notification_overdue", {"notification_id": step.notification_id}, step.at)
+
+    async def close_notification(self, step: CloseNotification) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """UPDATE notifications SET status = $2, is_open = false, closed_at = $3
+                   WHERE notification_id = $1 AND is_open""",
+                step.notification_id, step.status.value, step.at)
+            await _audit(conn, f"{step.notification_id}-closed", step.case_reference, "engine",
+                         "notification_closed",
+                         {"notification_id": step.notification_id, "status": step.status.value}, step.at)
+
+    async def record_response(self, step: RecordResponse) -> None:
+        """The response closes its notification; Case Ongoing also enters the ledger."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if step.notification_id is not None:
+                await conn.execute(
+                    """UPDATE notifications SET status = $2, is_open = false, closed_at = $6,
+                           response = $3, message = $4, responded_by = $5, responded_at = $6
+                       WHERE notification_id = $1 AND is_open""",
+                    step.notification_id, NotificationStatus.RESPONDED.value, step.response.value,
+                    step.message, step.responded_by, step.at)
+            if step.response == Response.CASE_ONGOING:
+                await conn.execute(
+                    """INSERT INTO activity_ledger (case_reference, event_id, kind, occurred_at, source, received_at)
+                       VALUES ($1, $2, $3, $4, 'engine', $4) ON CONFLICT DO NOTHING""",
+                    step.case_reference, f"{step.response_key}-ongoing",
+                    ActivityKind.ICR_ONGOING_RESPONSE.value, step.at)
+            await _audit(conn, f"{step.response_key}-response", step.case_reference, step.responded_by,
+                         "response_recorded",
+                         {"notification_id": step.notification_id, "response": step.response.value,
+                          "message": step.message}, step.at)
+
+    async def raise_task(self, step: RaiseTask) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO laa_tasks (task_id, case_reference, kind, notification_id, response, detail, raised_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (task_id) DO NOTHING""",
+                step.task_id, step.case_reference, step.task_kind.value, step.notification_id,
+                step.response.value if step.response else None, step.detail, step.at)
+            await _audit(conn, f"{step.task_id}-raised", step.case_reference, "engine", "task_raised",
+                         {"task_id": step.task_id, "kind": step.task_kind.value, "detail": step.detail}, step.at)
+
+    async def close_task(self, step: CloseTask) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """UPDATE laa_tasks SET is_open = false, decision = $2, decided_by = $3,
+                       decision_reason = $4, decided_at = $5
+                   WHERE task_id = $1 AND is_open""",
+                step.task_id, step.decision.value if step.decision else None, step.decided_by,
+                step.reason, step.at)
+            await _audit(conn, f"{step.task_id}-closed", step.case_reference, step.decided_by,
+                         "decision_recorded" if step.decision else "task_closed",
+                         {"task_id": step.task_id, "decision": step.decision.value if step.decision else None,
+                          "reason": step.reason}, step.at)
+
+    async def claim_exercise_response(self, step: ClaimExerciseResponse) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """UPDATE exercise_responses SET claimed_at = $2, claim_key = $3
+                   WHERE case_reference = $1 AND claimed_at IS NULL""",
+                step.case_reference, step.at, step.claim_key)
+            await _audit(conn, f"{step.claim_key}-claimed", step.case_reference, "engine",
+                         "exercise_response_applied", {}, step.at)
+
+    async def close_certificate(self, step: CloseCertificate) -> str | None:
+        """Close, and recoup exactly the outstanding POA once. Returns the amount recouped
+        by this closure (also on a retry), None when nothing was outstanding."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            cert = await conn.fetchrow(
+                "SELECT * FROM certificates WHERE case_reference = $1 FOR UPDATE", step.case_reference)
+            if cert is not None and cert["closed_at"] is None:
+                await conn.execute(
+                    """UPDATE certificates SET closed_at = $2, closed_reason = $3, updated_at = $2
+                       WHERE case_reference = $1""", step.case_reference, step.at, step.reason)
+            existing = await conn.fetchval(
+                "SELECT amount FROM recoupments WHERE recoupment_id = $1", step.recoupment_id)
+            if existing is not None:
+                return money(existing)
+            amount: Decimal | None = None
+            if step.recoup and cert is not None:
+                outstanding = cert["poa_paid"] - cert["poa_recouped"]
+                if outstanding > 0:
+                    amount = outstanding
+                    await conn.execute(
+                        """INSERT INTO recoupments (recoupment_id, case_reference, amount, recouped_at, reason, actor)
+                           VALUES ($1, $2, $3, $4, $5, $6)""",
+                        step.recoupment_id, step.case_reference, amount, step.at, step.reason, step.actor)
+                    await conn.execute(
+                        "UPDATE certificates SET poa_recouped = poa_recouped + $2 WHERE case_reference = $1",
+                        step.case_reference, amount)
+            await _audit(conn, f"{step.case_reference}-closed", step.case_reference, step.actor,
+                         "certificate_closed",
+                         {"reason": step.reason, "recouped": money(amount) if amount else None}, step.at)
+            return money(amount) if amount else None
+
+    async def update_contact(self, step: UpdateContact) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            old = await conn.fetchval(
+                "SELECT provider_contact_login FROM certificates WHERE case_reference = $1 FOR UPDATE",
+                step.case_reference)
+            key = f"{step.case_reference}-contact-{step.at.isoformat()}-{step.new_contact_login_id}"
+            if await _audit(conn, key, step.case_reference, step.actor, "contact_reassigned",
+                            {"from": old, "to": step.new_contact_login_id}, step.at):
+                await conn.execute(
+                    """UPDATE certificates SET provider_contact_login = $2, updated_at = $3
+                       WHERE case_reference = $1""", step.case_reference, step.new_contact_login_id, step.at)
+
+    async def audit_refusal(self, step: AuditRefusal) -> None:
+        async with self.pool.acquire() as conn:
+            await _audit(conn, step.refusal_key, step.case_reference, step.actor, step.action,
+                         {"reason": step.reason, **step.detail}, step.at)
+
+    # --- the registry (imports and operators) ---------------------------------------------
+
+    async def upsert_user(self, user: User, actor: str, at: datetime) -> Upserted:
+        async with self.pool.acquire() as conn, conn.transaction():
+            old = await conn.fetchrow("SELECT * FROM users WHERE login_id = $1 FOR UPDATE", user.login_id)
+            new = {"provider_firm_id": user.provider_firm_id, "roles": sorted(user.roles),
+                   "pre_silas": user.pre_silas}
+            if old is not None and {"provider_firm_id": old["provider_firm_id"], "roles": sorted(old["roles"]),
+                                    "pre_silas": old["pre_silas"]} == new:
+                return Upserted("unchanged")
+            await conn.execute(
+                """INSERT INTO users (login_id, provider_firm_id, roles, pre_silas, updated_at)
+                   VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (login_id) DO UPDATE SET provider_firm_id = EXCLUDED.provider_firm_id,
+                       roles = EXCLUDED.roles, pre_silas = EXCLUDED.pre_silas, updated_at = EXCLUDED.updated_at""",
+                user.login_id, user.provider_firm_id, new["roles"], user.pre_silas, at)
+            action = "user_imported" if old is None else "user_updated"
+            await _audit(conn, f"user-{user.login_id}-{at.isoformat()}", None, actor, action,
+                         {"login_id": user.login_id, **new}, at)
+            return Upserted("imported" if old is None else "updated")
+
+    async def upsert_certificate(self, case_reference: str, registration: Registration,
+                                 last_activity_at: datetime | None, poa_paid: Decimal,
+                                 poa_recouped: Decimal, actor: str, at: datetime) -> Upserted:
+        async with self.pool.acquire() as conn, conn.transaction():
+            old = await conn.fetchrow("SELECT * FROM certificates WHERE case_reference = $1 FOR UPDATE",
+                                      case_reference)
+            new = {"provider_firm_id": registration.provider_firm_id, "office_code": registration.office_code,
+                   "provider_contact_login": registration.provider_contact_login,
+                   "granted_on": registration.granted_on, "last_activity_at": last_activity_at,
+                   "poa_paid": poa_paid, "poa_recouped": poa_recouped}
+            if old is not None and all(old[k] == v for k, v in new.items()):
+                return Upserted("unchanged")
+            await conn.execute(
+                """INSERT INTO certificates (case_reference, provider_firm_id, office_code, provider_contact_login,
+                       granted_on, last_activity_at, poa_paid, poa_recouped, registered_at, updated_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+                   ON CONFLICT (case_reference) DO UPDATE SET provider_firm_id = EXCLUDED.provider_firm_id,
+                       office_code = EXCLUDED.office_code, provider_contact_login = EXCLUDED.provider_contact_login,
+                       granted_on = EXCLUDED.granted_on, last_activity_at = EXCLUDED.last_activity_at,
+                       poa_paid = EXCLUDED.poa_paid, poa_recouped = EXCLUDED.poa_recouped,
+                       updated_at = EXCLUDED.updated_at""",
+                case_reference, *new.values(), at)
+            changed = {k: {"from": old[k], "to": v} for k, v in new.items()
+                       if old is not None and old[k] != v}
+            await _audit(conn, f"certificate-{case_reference}-{at.isoformat()}", case_reference, actor,
+                         "certificate_imported" if old is None else "certificate_updated",
+                         new if old is None else changed, at)
+            return Upserted("imported" if old is None else "updated")
+
+    async def upsert_exercise_response(self, exercise: ExerciseResponse, actor: str, at: datetime) -> Upserted:
+        async with self.pool.acquire() as conn, conn.transaction():
+            old = await conn.fetchrow("SELECT * FROM exercise_responses WHERE case_reference = $1 FOR UPDATE",
+                                      exercise.case_reference)
+            if old is not None and old["response"] == exercise.response.value \
+                    and old["reported_on"] == exercise.reported_on:
+                return Upserted("unchanged")
+            if old is not None and old["claimed_at"] is not None:
+                # Already applied: the record of what was applied is not rewritten.
+                return Upserted("unchanged")
+            await conn.execute(
+                """INSERT INTO exercise_responses (case_reference, response, reported_on, imported_at)
+                   VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (case_reference) DO UPDATE SET response = EXCLUDED.response,
+                       reported_on = EXCLUDED.reported_on, imported_at = EXCLUDED.imported_at""",
+                exercise.case_reference, exercise.response.value, exercise.reported_on, at)
+            await _audit(conn, f"exercise-{exercise.case_reference}-{at.isoformat()}", exercise.case_reference,
+                         actor, "exercise_response_imported",
+                         {"response": exercise.response.value, "reported_on": exercise.reported_on}, at)
+            return Upserted("imported" if old is None else "updated")
+
+    async def add_policy_version(self, inactivity_days: int, effective_from: datetime, actor: str,
+                                 note: str, at: datetime, response_due_days: int = 14,
+                                 return_days: int = 21, max_unanswered_cycles: int = 3) -> Policy:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("LOCK TABLE policy_versions IN EXCLUSIVE MODE")
+            version = await conn.fetchval("SELECT coalesce(max(version), 0) + 1 FROM policy_versions")
+            row = await conn.fetchrow(
+                """INSERT INTO policy_versions (version, inactivity_days, response_due_days, return_days,
+                       max_unanswered_cycles, effective_from, created_by, created_at, note)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *""",
+                version, inactivity_days, response_due_days, return_days, max_unanswered_cycles,
+                effective_from, actor, at, note)
+            await _audit(conn, f"policy-{version}", None, actor, "policy_changed",
+                         {"version": version, "inactivity_days": inactivity_days,
+                          "effective_from": effective_from.isoformat(), "note": note}, at)
+            return _policy(row)

@@ -1,0 +1,487 @@
+"""Typed messages and state of the engine.
+
+Everything that crosses a Temporal boundary (workflow input, signals, updates, queries,
+activity inputs and results) is one of these pydantic models, so fields can be added later
+without breaking running histories. They live outside the workflow module so the workflow
+sandbox can pass them through.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=False)
+
+
+# --- vocabulary ------------------------------------------------------------------------
+
+
+class IcrStage(StrEnum):
+    ACTIVE = "Active"
+    AWAITING_RESPONSE = "AwaitingResponse"
+    OVERDUE = "Overdue"
+    LAA_REVIEW = "LaaReview"
+    ESCALATED = "Escalated"
+    CLOSED = "Closed"
+
+
+class ActivityKind(StrEnum):
+    APPLICATION = "application"
+    AMENDMENT = "amendment"
+    CASE_OUTCOME = "case_outcome"
+    BILL = "bill"
+    PRIOR_AUTHORITY = "prior_authority"
+    COUNSEL_ALLOCATION = "counsel_allocation"
+    PROVIDER_TRANSFER = "provider_transfer"
+    CASE_PLAN = "case_plan"
+    ICR_ONGOING_RESPONSE = "icr_ongoing_response"
+
+
+class Response(StrEnum):
+    CASE_ONGOING = "case_ongoing"
+    COMPLETE_TO_BE_BILLED = "complete_to_be_billed"
+    COMPLETE_COSTS_NEGOTIATED = "complete_costs_negotiated"
+    COMPLETE_COURT_ASSESSMENT = "complete_court_assessment"
+    COMPLETE_NO_BILL_DUE = "complete_no_bill_due"
+
+
+RESPONSE_LABELS: dict[Response, str] = {
+    Response.CASE_ONGOING: "Case Ongoing",
+    Response.COMPLETE_TO_BE_BILLED: "Case Complete to be Billed",
+    Response.COMPLETE_COSTS_NEGOTIATED: "Case Complete Costs Negotiated",
+    Response.COMPLETE_COURT_ASSESSMENT: "Case Complete Court Assessment",
+    Response.COMPLETE_NO_BILL_DUE: "Case Complete No Bill Due",
+}
+
+
+class Decision(StrEnum):
+    CLOSE = "close"
+    KEEP_OPEN = "keep_open"
+
+
+class TaskKind(StrEnum):
+    REVIEW = "review"
+    NO_RESPONSE = "no_response"
+    ESCALATION = "escalation"
+    FOLLOW_UP = "follow_up"
+    REGISTRATION_MISSING = "registration_missing"
+
+
+class Role(StrEnum):
+    CASE_MANAGEMENT = "case_management"
+    CASE_MANAGEMENT_SUPERVISOR = "case_management_supervisor"
+    BILL_PREPARATION = "bill_preparation"
+    BILL_SUPERVISOR = "bill_supervisor"
+    OFFICE_MANAGER = "office_manager"
+    CROSS_OFFICE = "cross_office"
+
+
+class NotificationStatus(StrEnum):
+    OPEN = "Open"
+    OVERDUE = "Overdue"
+    RESPONDED = "Responded"
+    NO_RESPONSE = "No Response"
+    ACTIVITY_RECORDED = "Activity Recorded"
+    WITHDRAWN = "Withdrawn"
+    CERTIFICATE_CLOSED = "Certificate Closed"
+
+
+EXERCISE_ACTOR = "LAA (exercise)"
+ENGINE_ACTOR = "engine"
+
+
+# --- policy ----------------------------------------------------------------------------
+
+
+class Policy(Model):
+    """One version of the inactivity policy. Durations are exact days of 24 hours."""
+
+    version: int
+    inactivity_days: int
+    response_due_days: int = 14
+    return_days: int = 21
+    max_unanswered_cycles: int = 3
+    effective_from: datetime
+
+
+# --- inbound messages (the public contract) --------------------------------------------
+
+
+class CertificateInput(Model):
+    """Workflow input. Only `case_reference` is required, so any activity source can
+    signal-with-start; `state` is set by the engine itself on continue-as-new."""
+
+    case_reference: str
+    # Set by the engine itself when a long-lived certificate continues as new.
+    state: CertificateState | None = None
+    pending_events: list[ActivityEvent] = Field(default_factory=list)
+    pending_decisions: list[LaaDecisionRequest] = Field(default_factory=list)
+    pending_close: CloseCertificateRequest | None = None
+    reload: bool = False
+    # Continue as new after this many history events (tests set it low).
+    history_limit: int | None = None
+
+
+class ActivityEvent(Model):
+    """`record_activity` signal: a qualifying action reported by an activity source.
+
+    `kind` is a plain string (not the enum) so that an unknown kind reaches the rules and is
+    refused with a clear reason instead of being dropped by the payload decoder."""
+
+    event_id: str
+    kind: str
+    occurred_at: datetime
+    source: str | None = None
+
+
+class RespondRequest(Model):
+    """`respond` update: the provider's answer to the open notification."""
+
+    user_login_id: str
+    response: str
+    message: str | None = None
+
+
+class RespondResult(Model):
+    notification_id: str
+    response: Response
+    outcome: str
+    stage: IcrStage
+
+
+class LaaDecisionRequest(Model):
+    """`laa_decision` signal from a caseworker."""
+
+    caseworker: str
+    decision: str
+    reason: str = ""
+
+
+class ReassignContactRequest(Model):
+    """`reassign_contact` update from a Cross Office user."""
+
+    user_login_id: str
+    new_contact_login_id: str
+
+
+class ReassignContactResult(Model):
+    case_reference: str
+    provider_contact_login: str
+
+
+class CloseCertificateRequest(Model):
+    """`close_certificate` signal: discharged or closed elsewhere."""
+
+    reason: str
+    occurred_at: datetime
+
+
+# --- registry snapshots (read from PostgreSQL by activities) ---------------------------
+
+
+class User(Model):
+    login_id: str
+    provider_firm_id: str
+    roles: list[str] = Field(default_factory=list)
+    pre_silas: bool = False
+
+
+class ExerciseResponse(Model):
+    case_reference: str
+    response: Response
+    reported_on: date
+
+
+class Registration(Model):
+    """What the registry knows about a certificate (no money: that stays in PostgreSQL)."""
+
+    provider_firm_id: str
+    office_code: str
+    provider_contact_login: str
+    granted_on: date
+
+
+class CertificateSnapshot(Model):
+    case_reference: str
+    registration: Registration | None
+    last_activity_at: datetime | None
+    closed: bool
+    exercise_response: ExerciseResponse | None
+    policy: Policy
+    next_policy_change_at: datetime | None
+
+
+# --- workflow state --------------------------------------------------------------------
+
+
+class OpenNotification(Model):
+    notification_id: str
+    cycle: int
+    assigned_to: str | None
+    date_assigned: datetime
+    due_date: datetime
+    return_date: datetime
+    overdue: bool = False
+
+
+class OpenTask(Model):
+    task_id: str
+    kind: TaskKind
+    raised_at: datetime
+    response: Response | None = None
+    # A no-response task raised while the notification is resent needs no decision to go
+    # on; one raised when resending stops (exercise certificates) does.
+    blocking: bool = True
+
+
+class FollowUpWatch(Model):
+    """A "to be billed" response kept open: a follow-up task is due if no bill arrives."""
+
+    response: Response
+    due_at: datetime
+
+
+class Recoupment(Model):
+    recoupment_id: str
+    amount: str  # decimal string, e.g. "1000.00"
+    at: datetime
+
+
+class HistoryEntry(Model):
+    at: datetime
+    what: str
+
+
+class CertificateState(Model):
+    case_reference: str
+    loaded: bool = False
+    registration: Registration | None = None
+    policy: Policy | None = None
+    next_policy_change_at: datetime | None = None
+    last_activity_at: datetime | None = None
+    # The inactivity clock runs from here: the latest qualifying activity, or a
+    # caseworker's keep-open decision, or the grant date.
+    clock_from: datetime | None = None
+    stage: IcrStage = IcrStage.ACTIVE
+    notification: OpenNotification | None = None
+    notification_cycle: int = 0
+    task: OpenTask | None = None
+    follow_up: FollowUpWatch | None = None
+    exercise_response: ExerciseResponse | None = None
+    on_exercise_list: bool = False
+    # Monotonic counters: ids of notifications and tasks are built from them, so they are
+    # deterministic business keys that survive retries, replays and continue-as-new.
+    notifications_raised: int = 0
+    tasks_raised: int = 0
+    refusals: int = 0
+    recoupments: list[Recoupment] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    closed_at: datetime | None = None
+    closed_reason: str | None = None
+
+
+class NotificationView(Model):
+    notification_id: str
+    assigned_to: str | None
+    date_assigned: datetime
+    due_date: datetime
+    return_date: datetime
+    overdue: bool
+
+
+class TaskView(Model):
+    task_id: str
+    kind: TaskKind
+
+
+class RecoupmentView(Model):
+    amount: str
+    at: datetime
+
+
+class CertificateStatus(Model):
+    """`status` query: the whole state, in the contract's field names."""
+
+    case_reference: str
+    stage: IcrStage
+    registered: bool
+    provider_firm_id: str | None
+    provider_contact_login: str | None
+    last_activity_at: datetime | None
+    inactivity_deadline: datetime | None
+    notification_cycle: int
+    policy_version: int | None
+    open_notification: NotificationView | None
+    open_task: TaskView | None
+    follow_up_due_at: datetime | None
+    on_exercise_list: bool
+    recoupments: list[RecoupmentView]
+    history: list[HistoryEntry]
+    closed_at: datetime | None
+    closed_reason: str | None
+
+
+# --- effects: what the rules ask the workflow to do; each is one activity's input -------
+
+
+class RecordActivityEvents(Model):
+    kind: Literal["record_activity_events"] = "record_activity_events"
+    case_reference: str
+    events: list[ActivityEvent]
+    received_at: datetime
+
+
+class RaiseNotification(Model):
+    kind: Literal["raise_notification"] = "raise_notification"
+    case_reference: str
+    notification_id: str
+    cycle: int
+    provider_firm_id: str | None
+    assigned_to: str | None
+    date_assigned: datetime
+    due_date: datetime
+    return_date: datetime
+
+
+class MarkNotificationOverdue(Model):
+    kind: Literal["mark_notification_overdue"] = "mark_notification_overdue"
+    case_reference: str
+    notification_id: str
+    at: datetime
+
+
+class CloseNotification(Model):
+    kind: Literal["close_notification"] = "close_notification"
+    case_reference: str
+    notification_id: str
+    status: NotificationStatus
+    at: datetime
+
+
+class RecordResponse(Model):
+    """The answer to a notification (or an exercise response applied on the provider's
+    behalf, with no notification). A `case_ongoing` answer also enters the ledger as
+    `icr_ongoing_response` activity."""
+
+    kind: Literal["record_response"] = "record_response"
+    case_reference: str
+    response_key: str
+    notification_id: str | None
+    response: Response
+    message: str | None
+    responded_by: str
+    at: datetime
+
+
+class RaiseTask(Model):
+    kind: Literal["raise_task"] = "raise_task"
+    case_reference: str
+    task_id: str
+    task_kind: TaskKind
+    notification_id: str | None = None
+    response: Response | None = None
+    detail: str
+    at: datetime
+
+
+class CloseTask(Model):
+    """A caseworker's decision on a task, or the engine closing a superseded task."""
+
+    kind: Literal["close_task"] = "close_task"
+    case_reference: str
+    task_id: str
+    decision: Decision | None
+    decided_by: str
+    reason: str
+    at: datetime
+
+
+class ClaimExerciseResponse(Model):
+    kind: Literal["claim_exercise_response"] = "claim_exercise_response"
+    case_reference: str
+    claim_key: str
+    at: datetime
+
+
+class CloseCertificate(Model):
+    """Close the certificate; with `recoup`, recover exactly the outstanding POA once."""
+
+    kind: Literal["close_certificate"] = "close_certificate"
+    case_reference: str
+    recoupment_id: str
+    recoup: bool
+    reason: str
+    actor: str
+    at: datetime
+
+
+class UpdateContact(Model):
+    kind: Literal["update_contact"] = "update_contact"
+    case_reference: str
+    new_contact_login_id: str
+    actor: str
+    at: datetime
+
+
+class AuditRefusal(Model):
+    """A message that was refused (bad event, bad decision): audited, nothing else."""
+
+    kind: Literal["audit_refusal"] = "audit_refusal"
+    case_reference: str
+    refusal_key: str
+    actor: str
+    action: str
+    reason: str
+    detail: dict[str, str]
+    at: datetime
+
+
+Effect = Annotated[
+    RecordActivityEvents
+    | RaiseNotification
+    | MarkNotificationOverdue
+    | CloseNotification
+    | RecordResponse
+    | RaiseTask
+    | CloseTask
+    | ClaimExerciseResponse
+    | CloseCertificate
+    | UpdateContact
+    | AuditRefusal,
+    Field(discriminator="kind"),
+]
+
+
+class RecordActivityResult(Model):
+    new_event_ids: list[str]
+
+
+class CloseCertificateResult(Model):
+    recouped: str | None  # decimal string of the amount recouped, None when nothing was due
+
+
+class LoadCertificateInput(Model):
+    case_reference: str
+    at: datetime
+
+
+class LoadUsersInput(Model):
+    login_ids: list[str]
+
+
+class LoadUsersResult(Model):
+    users: list[User]
+
+
+def money(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.01'))}"
+
+
+CertificateInput.model_rebuild()

@@ -1,0 +1,737 @@
+"""The Inactive Case Review rules, pure.
+
+Every function takes the certificate's state and `now` (and the message at hand) and returns
+a decision: a new state with the effects to carry out, or a time to wait until. No Temporal,
+no I/O, no clock: the workflow asks, runs the effects as activities and waits.
+The numbers and their sources are in ../shared/spec/icr-rules.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from icr.models import (
+    ENGINE_ACTOR,
+    EXERCISE_ACTOR,
+    RESPONSE_LABELS,
+    ActivityEvent,
+    ActivityKind,
+    AuditRefusal,
+    CertificateSnapshot,
+    CertificateState,
+    CertificateStatus,
+    ClaimExerciseResponse,
+    CloseCertificate,
+    CloseCertificateRequest,
+    CloseNotification,
+    CloseTask,
+    Decision,
+    Effect,
+    FollowUpWatch,
+    HistoryEntry,
+    IcrStage,
+    LaaDecisionRequest,
+    MarkNotificationOverdue,
+    NotificationStatus,
+    NotificationView,
+    OpenNotification,
+    OpenTask,
+    Policy,
+    RaiseNotification,
+    RaiseTask,
+    ReassignContactRequest,
+    RecordResponse,
+    RecoupmentView,
+    RespondRequest,
+    Response,
+    Role,
+    TaskKind,
+    TaskView,
+    UpdateContact,
+    User,
+)
+
+UK = ZoneInfo("Europe/London")
+CASE_REFERENCE = re.compile(r"3000\d{8}")
+FUTURE_TOLERANCE = timedelta(minutes=5)
+MESSAGE_MAX_CHARS = 2000
+EVENT_ID_MAX_CHARS = 200
+HISTORY_KEPT = 25
+NOTIFICATION_SUBJECT = "Inactive Case Please Review"
+RESPONDING_ROLES = frozenset({Role.CASE_MANAGEMENT, Role.CASE_MANAGEMENT_SUPERVISOR})
+BILLED_RESPONSES = frozenset(
+    {
+        Response.COMPLETE_TO_BE_BILLED,
+        Response.COMPLETE_COSTS_NEGOTIATED,
+        Response.COMPLETE_COURT_ASSESSMENT,
+    }
+)
+
+
+class Refused(Exception):
+    """A message the rules refuse; `code` is stable for callers, the text is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Transition:
+    state: CertificateState
+    effects: list[Effect] = field(default_factory=list)
+
+
+@dataclass
+class Wait:
+    """Nothing to do until `until` (or a message); None means only a message can help."""
+
+    until: datetime | None
+
+
+# --- input checks ----------------------------------------------------------------------
+
+
+def check_case_reference(value: object) -> str:
+    if not isinstance(value, str) or not CASE_REFERENCE.fullmatch(value):
+        raise Refused(
+            "invalid_case_reference",
+            f"case reference {value!r} is not valid: it must be 12 digits starting 3000, "
+            "e.g. 300001416143",
+        )
+    return value
+
+
+def workflow_id_for(case_reference: str) -> str:
+    return f"certificate-{case_reference}"
+
+
+def initial_state(case_reference: str) -> CertificateState:
+    return CertificateState(case_reference=case_reference)
+
+
+def check_event(event: ActivityEvent, now: datetime) -> None:
+    """Refuse an event that is not qualifying activity or cannot be trusted."""
+    if not event.event_id.strip() or len(event.event_id) > EVENT_ID_MAX_CHARS:
+        raise Refused(
+            "invalid_event_id",
+            f"event_id must be 1 to {EVENT_ID_MAX_CHARS} characters",
+        )
+    accepted = [k.value for k in ActivityKind]
+    if event.kind not in accepted:
+        raise Refused(
+            "unknown_activity_kind",
+            f"{event.kind!r} is not qualifying activity; accepted kinds: {', '.join(accepted)}",
+        )
+    if event.occurred_at.tzinfo is None or event.occurred_at.utcoffset() is None:
+        raise Refused("naive_time", "occurred_at must carry a timezone, e.g. 2026-05-17T09:30:00+01:00")
+    if event.occurred_at > now + FUTURE_TOLERANCE:
+        raise Refused(
+            "future_event",
+            f"occurred_at {event.occurred_at.isoformat()} is more than 5 minutes in the future",
+        )
+
+
+def check_response(state: CertificateState, request: RespondRequest) -> Response:
+    """What can be refused without the user directory (runs in the update validator)."""
+    values = [r.value for r in Response]
+    if request.response not in values:
+        raise Refused(
+            "unknown_response",
+            f"{request.response!r} is not a response; use one of: {', '.join(values)}",
+        )
+    if request.message is not None and len(request.message) > MESSAGE_MAX_CHARS:
+        raise Refused(
+            "message_too_long",
+            f"message is {len(request.message)} characters; at most {MESSAGE_MAX_CHARS} are allowed",
+        )
+    if not request.user_login_id.strip():
+        raise Refused("missing_user", "user_login_id is required")
+    if state.stage == IcrStage.CLOSED:
+        raise Refused("certificate_closed", f"certificate {state.case_reference} is closed")
+    if state.notification is None:
+        raise Refused(
+            "no_open_notification",
+            f"certificate {state.case_reference} has no open notification to respond to",
+        )
+    return Response(request.response)
+
+
+def can_respond(user: User) -> bool:
+    return bool(RESPONDING_ROLES.intersection(user.roles))
+
+
+def authorize_response(state: CertificateState, user: User | None, login_id: str) -> None:
+    """Only the assigned user, or a Cross Office user, of the certificate's own firm,
+    holding a role that may submit notification responses."""
+    if user is None:
+        raise Refused("unknown_user", f"user {login_id!r} is not in the user directory")
+    firm = state.registration.provider_firm_id if state.registration else None
+    if user.provider_firm_id != firm:
+        raise Refused(
+            "wrong_firm",
+            f"user {login_id!r} is not a user of the certificate's provider firm",
+        )
+    if not can_respond(user):
+        raise Refused(
+            "not_permitted",
+            f"user {login_id!r} holds no role that may submit notification responses "
+            f"(roles: {', '.join(user.roles) or 'none'}); an Office Manager can view "
+            "notifications but not respond",
+        )
+    assigned = state.notification.assigned_to if state.notification else None
+    if assigned != user.login_id and Role.CROSS_OFFICE not in user.roles:
+        raise Refused(
+            "not_assigned",
+            f"the notification is assigned to {assigned!r}; only that user or a Cross Office "
+            "user of the firm may respond",
+        )
+
+
+def check_decision(state: CertificateState, request: LaaDecisionRequest) -> Decision:
+    values = [d.value for d in Decision]
+    if request.decision not in values:
+        raise Refused(
+            "unknown_decision",
+            f"{request.decision!r} is not a decision; use one of: {', '.join(values)}",
+        )
+    if not request.caseworker.strip():
+        raise Refused("missing_caseworker", "caseworker is required")
+    if state.stage == IcrStage.CLOSED:
+        raise Refused("certificate_closed", f"certificate {state.case_reference} is closed")
+    if state.task is None:
+        raise Refused(
+            "no_open_task",
+            f"certificate {state.case_reference} has no open LAA task to decide",
+        )
+    return Decision(request.decision)
+
+
+def check_reassign(state: CertificateState, request: ReassignContactRequest) -> None:
+    if not request.user_login_id.strip() or not request.new_contact_login_id.strip():
+        raise Refused("missing_user", "user_login_id and new_contact_login_id are required")
+    if state.stage == IcrStage.CLOSED:
+        raise Refused("certificate_closed", f"certificate {state.case_reference} is closed")
+    if state.registration is None:
+        raise Refused(
+            "not_registered",
+            f"certificate {state.case_reference} is not registered, so it has no provider contact",
+        )
+
+
+def authorize_reassign(
+    state: CertificateState,
+    request: ReassignContactRequest,
+    user: User | None,
+    new_contact: User | None,
+) -> None:
+    firm = state.registration.provider_firm_id if state.registration else None
+    if user is None:
+        raise Refused("unknown_user", f"user {request.user_login_id!r} is not in the user directory")
+    if user.provider_firm_id != firm:
+        raise Refused(
+            "wrong_firm",
+            f"user {request.user_login_id!r} is not a user of the certificate's provider firm",
+        )
+    if Role.CROSS_OFFICE not in user.roles or not can_respond(user):
+        raise Refused(
+            "not_permitted",
+            f"user {request.user_login_id!r} is not a Cross Office user who may respond, "
+            "so may not reassign the provider contact",
+        )
+    if new_contact is None:
+        raise Refused(
+            "unknown_user",
+            f"new contact {request.new_contact_login_id!r} is not in the user directory",
+        )
+    if new_contact.provider_firm_id != firm:
+        raise Refused(
+            "wrong_firm",
+            f"new contact {request.new_contact_login_id!r} is not a user of the certificate's firm",
+        )
+    if new_contact.pre_silas or not can_respond(new_contact):
+        raise Refused(
+            "contact_cannot_respond",
+            f"new contact {request.new_contact_login_id!r} cannot respond to notifications "
+            "(a pre-SiLAS username, or no case management role)",
+        )
+
+
+def notification_letter(case_reference: str, due_date: datetime) -> str:
+    """The letter that goes with an ICR notification (dates shown in UK time)."""
+    due = due_date.astimezone(UK).strftime("%d %B %Y")
+    choices = "\n".join(f"  - {label}" for label in RESPONSE_LABELS.values())
+    return (
+        f"Certificate {case_reference} has had no recorded activity for the period set by the "
+        "Legal Aid Agency's inactive case review policy.\n"
+        f"Please tell us by {due} whether the case is still going on or has finished, by "
+        f"choosing one of these responses:\n{choices}\n"
+        "If we do not hear from you within 21 days the case will be passed to an LAA caseworker, "
+        "who may close the certificate and recoup any payments on account."
+    )
+
+
+# --- time ------------------------------------------------------------------------------
+
+
+def start_of_day_uk(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UK)
+
+
+def inactivity_deadline(state: CertificateState) -> datetime | None:
+    if state.clock_from is None or state.policy is None:
+        return None
+    return state.clock_from + timedelta(days=state.policy.inactivity_days)
+
+
+def financial_year_end_after(at: datetime) -> datetime:
+    """The end of the 31 March (UK time) on or after `at`: midnight starting 1 April."""
+    local = at.astimezone(UK)
+    year = local.year if (local.month, local.day) <= (3, 31) else local.year + 1
+    return datetime(year, 4, 1, tzinfo=UK)
+
+
+# --- state transitions -----------------------------------------------------------------
+
+
+def _note(state: CertificateState, at: datetime, what: str) -> None:
+    state.history.append(HistoryEntry(at=at, what=what))
+    del state.history[:-HISTORY_KEPT]
+
+
+def stage_of(state: CertificateState) -> IcrStage:
+    if state.closed_at is not None:
+        return IcrStage.CLOSED
+    if state.task is not None and state.task.blocking:
+        return IcrStage.ESCALATED if state.task.kind == TaskKind.ESCALATION else IcrStage.LAA_REVIEW
+    if state.notification is not None:
+        return IcrStage.OVERDUE if state.notification.overdue else IcrStage.AWAITING_RESPONSE
+    return IcrStage.ACTIVE
+
+
+def _settle(t: Transition) -> Transition:
+    t.state.stage = stage_of(t.state)
+    return t
+
+
+def load(state: CertificateState, snapshot: CertificateSnapshot, now: datetime) -> Transition:
+    """Take in what the registry says (on start, and whenever it tells us it changed)."""
+    s = state.model_copy(deep=True)
+    first = not s.loaded
+    s.loaded = True
+    s.registration = snapshot.registration
+    if snapshot.policy != s.policy:
+        if s.policy is not None:
+            _note(s, now, f"policy version {snapshot.policy.version} in force "
+                          f"({snapshot.policy.inactivity_days} days)")
+        s.policy = snapshot.policy
+    s.next_policy_change_at = snapshot.next_policy_change_at
+    if snapshot.exercise_response is not None and not s.on_exercise_list:
+        s.exercise_response = snapshot.exercise_response
+    if snapshot.last_activity_at is not None and (
+        s.last_activity_at is None or snapshot.last_activity_at > s.last_activity_at
+    ):
+        s.last_activity_at = snapshot.last_activity_at
+    anchor = s.last_activity_at
+    if anchor is None and s.registration is not None:
+        anchor = start_of_day_uk(s.registration.granted_on)
+    if s.clock_from is None:
+        s.clock_from = anchor or now
+    elif anchor is not None and anchor > s.clock_from:
+        s.clock_from = anchor
+    if first:
+        _note(s, now, "review started" if s.registration else "review started (not registered)")
+    if snapshot.closed and s.closed_at is None:
+        # Closed elsewhere before this run knew: nothing reopens a certificate.
+        s.closed_at = now
+        s.closed_reason = "already closed in the registry"
+        s.notification = None
+        s.task = None
+    return _settle(Transition(s))
+
+
+def screen_events(
+    state: CertificateState, events: list[ActivityEvent], now: datetime
+) -> tuple[list[ActivityEvent], list[Effect]]:
+    """Split incoming events into those to record and refusals to audit."""
+    accepted: list[ActivityEvent] = []
+    refusals: list[Effect] = []
+    for event in events:
+        try:
+            check_event(event, now)
+        except Refused as refused:
+            refusals.append(
+                AuditRefusal(
+                    case_reference=state.case_reference,
+                    refusal_key=f"{state.case_reference}-event-{event.event_id[:EVENT_ID_MAX_CHARS]}-refused",
+                    actor=event.source or "activity source",
+                    action="activity_refused",
+                    reason=refused.message,
+                    detail={"event_id": event.event_id[:EVENT_ID_MAX_CHARS], "kind": event.kind[:100]},
+                    at=now,
+                )
+            )
+        else:
+            accepted.append(event)
+    return accepted, refusals
+
+
+def apply_events(state: CertificateState, events: list[ActivityEvent], now: datetime) -> Transition:
+    """Apply newly recorded qualifying events (duplicates already removed by the ledger)."""
+    s = state.model_copy(deep=True)
+    effects: list[Effect] = []
+    moved = False
+    for event in sorted(events, key=lambda e: e.occurred_at):
+        if s.last_activity_at is None or event.occurred_at > s.last_activity_at:
+            s.last_activity_at = event.occurred_at
+        if event.kind == ActivityKind.BILL and s.follow_up is not None:
+            s.follow_up = None
+            _note(s, now, "bill received: no follow-up needed")
+        if s.clock_from is None or event.occurred_at > s.clock_from:
+            s.clock_from = event.occurred_at
+            moved = True
+            _note(s, now, f"activity {event.kind} at {event.occurred_at.isoformat()}: clock restarts")
+        else:
+            _note(s, now, f"activity {event.kind} at {event.occurred_at.isoformat()} recorded; "
+                          "older than the latest, moves no deadline")
+    if moved:
+        s.notification_cycle = 0
+        if s.notification is not None:
+            effects.append(_close_notification(s, NotificationStatus.ACTIVITY_RECORDED, now))
+        effects.extend(_supersede_no_response_task(s, now, "activity recorded"))
+    return _settle(Transition(s, effects))
+
+
+def apply_policy(state: CertificateState, policy: Policy, next_change_at: datetime | None,
+                 now: datetime) -> Transition:
+    s = state.model_copy(deep=True)
+    if policy != s.policy:
+        s.policy = policy
+        _note(s, now, f"policy version {policy.version} in force ({policy.inactivity_days} days)")
+    s.next_policy_change_at = next_change_at
+    return _settle(Transition(s))
+
+
+def next_step(state: CertificateState, now: datetime) -> Transition | Wait:
+    """What the passage of time asks for now, or when to look again."""
+    s = state
+    if s.closed_at is not None or s.policy is None:
+        return Wait(None)
+    wakes: list[datetime] = []
+    if s.next_policy_change_at is not None:
+        wakes.append(s.next_policy_change_at)
+
+    n = s.notification
+    if n is not None:
+        if now >= n.return_date:
+            return _return_notification(s, now)
+        if not n.overdue and now >= n.due_date:
+            s2 = s.model_copy(deep=True)
+            assert s2.notification is not None
+            s2.notification.overdue = True
+            _note(s2, now, f"notification {n.notification_id} overdue")
+            return _settle(Transition(s2, [MarkNotificationOverdue(
+                case_reference=s.case_reference, notification_id=n.notification_id, at=now)]))
+        wakes.append(n.return_date if n.overdue else n.due_date)
+
+    blocked = s.task is not None and s.task.blocking
+    if s.follow_up is not None:
+        if now >= s.follow_up.due_at and not blocked:
+            s2 = s.model_copy(deep=True)
+            response = s.follow_up.response
+            s2.follow_up = None
+            effects = list(_supersede_no_response_task(s2, now, "follow-up raised"))
+            effects.append(_raise_task(s2, TaskKind.FOLLOW_UP, now, response=response,
+                                       detail=f"{RESPONSE_LABELS[response]} kept open, and no bill "
+                                              "by the end of the financial year"))
+            return _settle(Transition(s2, effects))
+        if not blocked:
+            wakes.append(s.follow_up.due_at)
+
+    if n is None and not blocked:
+        deadline = inactivity_deadline(s)
+        assert deadline is not None
+        if now >= deadline:
+            return _fall_due(s, now)
+        wakes.append(deadline)
+    return Wait(min(wakes) if wakes else None)
+
+
+def _fall_due(state: CertificateState, now: datetime) -> Transition:
+    s = state.model_copy(deep=True)
+    if s.registration is None:
+        _note(s, now, "due, but the certificate is not registered: LAA task raised")
+        effects = [_raise_task(s, TaskKind.REGISTRATION_MISSING, now,
+                               detail="certificate fell due for review but is not in the registry; "
+                                      "no provider contact to notify")]
+        return _settle(Transition(s, effects))
+    if s.exercise_response is not None and not s.on_exercise_list:
+        exercise = s.exercise_response
+        s.on_exercise_list = True
+        s.exercise_response = None
+        key = f"{s.case_reference}-exercise"
+        _note(s, now, f"exercise response applied: {RESPONSE_LABELS[exercise.response]} "
+                      f"(reported {exercise.reported_on.isoformat()})")
+        effects: list[Effect] = [
+            ClaimExerciseResponse(case_reference=s.case_reference, claim_key=key, at=now),
+            RecordResponse(case_reference=s.case_reference, response_key=key, notification_id=None,
+                           response=exercise.response, message=None,
+                           responded_by=EXERCISE_ACTOR, at=now),
+        ]
+        effects.extend(_answer(s, exercise.response, now, actor=EXERCISE_ACTOR))
+        return _settle(Transition(s, effects))
+    return _settle(Transition(s, [_raise_notification(s, now)]))
+
+
+def _raise_notification(s: CertificateState, now: datetime) -> RaiseNotification:
+    """Mutates `s`: opens the next notification of the current review."""
+    assert s.policy is not None and s.registration is not None
+    s.notifications_raised += 1
+    s.notification_cycle += 1
+    notification = OpenNotification(
+        notification_id=f"ICR-{s.case_reference}-{s.notifications_raised:03d}",
+        cycle=s.notification_cycle,
+        assigned_to=s.registration.provider_contact_login,
+        date_assigned=now,
+        due_date=now + timedelta(days=s.policy.response_due_days),
+        return_date=now + timedelta(days=s.policy.return_days),
+    )
+    s.notification = notification
+    _note(s, now, f"notification {notification.notification_id} raised "
+                  f"(cycle {notification.cycle}) to {notification.assigned_to}")
+    return RaiseNotification(
+        case_reference=s.case_reference,
+        notification_id=notification.notification_id,
+        cycle=notification.cycle,
+        provider_firm_id=s.registration.provider_firm_id,
+        assigned_to=notification.assigned_to,
+        date_assigned=notification.date_assigned,
+        due_date=notification.due_date,
+        return_date=notification.return_date,
+    )
+
+
+def _return_notification(state: CertificateState, now: datetime) -> Transition:
+    """21 days with no response: close as no response, task to the LAA, resend or stop."""
+    s = state.model_copy(deep=True)
+    assert s.notification is not None and s.policy is not None
+    returned = s.notification
+    effects: list[Effect] = [_close_notification(s, NotificationStatus.NO_RESPONSE, now)]
+    effects.extend(_supersede_no_response_task(s, now, "a later cycle was returned"))
+    if s.notification_cycle >= s.policy.max_unanswered_cycles:
+        _note(s, now, f"{s.notification_cycle} cycles unanswered: escalated")
+        effects.append(_raise_task(s, TaskKind.ESCALATION, now,
+                                   notification_id=returned.notification_id,
+                                   detail=f"{s.notification_cycle} consecutive notifications "
+                                          "unanswered: contract manager intervention"))
+    elif s.on_exercise_list:
+        effects.append(_raise_task(s, TaskKind.NO_RESPONSE, now,
+                                   notification_id=returned.notification_id,
+                                   detail="no response in 21 days; exercise certificate, not resent"))
+    else:
+        effects.append(_raise_task(s, TaskKind.NO_RESPONSE, now, blocking=False,
+                                   notification_id=returned.notification_id,
+                                   detail="no response in 21 days; notification resent"))
+        effects.append(_raise_notification(s, now))
+    return _settle(Transition(s, effects))
+
+
+def _close_notification(s: CertificateState, status: NotificationStatus, now: datetime) -> CloseNotification:
+    assert s.notification is not None
+    closed = s.notification
+    s.notification = None
+    _note(s, now, f"notification {closed.notification_id} closed: {status.value}")
+    return CloseNotification(case_reference=s.case_reference, notification_id=closed.notification_id,
+                             status=status, at=now)
+
+
+def _raise_task(s: CertificateState, kind: TaskKind, now: datetime, *, detail: str,
+                blocking: bool = True, notification_id: str | None = None,
+                response: Response | None = None) -> RaiseTask:
+    s.tasks_raised += 1
+    task_id = f"TASK-{s.case_reference}-{s.tasks_raised:03d}"
+    s.task = OpenTask(task_id=task_id, kind=kind, raised_at=now, response=response, blocking=blocking)
+    _note(s, now, f"LAA task {task_id} raised: {kind.value}")
+    return RaiseTask(case_reference=s.case_reference, task_id=task_id, task_kind=kind,
+                     notification_id=notification_id, response=response, detail=detail, at=now)
+
+
+def _supersede_no_response_task(s: CertificateState, now: datetime, why: str) -> list[Effect]:
+    if s.task is None or s.task.blocking or s.task.kind != TaskKind.NO_RESPONSE:
+        return []
+    task = s.task
+    s.task = None
+    return [CloseTask(case_reference=s.case_reference, task_id=task.task_id, decision=None,
+                      decided_by=ENGINE_ACTOR, reason=f"superseded: {why}", at=now)]
+
+
+def _restart_clock(s: CertificateState, now: datetime) -> None:
+    s.clock_from = now
+    s.notification_cycle = 0
+
+
+def _answer(s: CertificateState, response: Response, now: datetime, *, actor: str,
+            notification_id: str | None = None) -> list[Effect]:
+    """Where a response leads (the provider's, or an exercise response). Mutates `s`."""
+    if response == Response.CASE_ONGOING:
+        s.last_activity_at = now
+        _restart_clock(s, now)
+        _note(s, now, "Case Ongoing: clock restarts")
+        return []
+    if response in BILLED_RESPONSES:
+        return [_raise_task(s, TaskKind.REVIEW, now, response=response, notification_id=notification_id,
+                            detail=f"provider answered {RESPONSE_LABELS[response]}: close or keep open")]
+    assert response == Response.COMPLETE_NO_BILL_DUE
+    return [_close_certificate(s, now, reason="Case Complete No Bill Due", actor=actor, recoup=True)]
+
+
+def _close_certificate(s: CertificateState, now: datetime, *, reason: str, actor: str,
+                       recoup: bool) -> CloseCertificate:
+    s.closed_at = now
+    s.closed_reason = reason
+    s.follow_up = None
+    _note(s, now, f"certificate closed: {reason}")
+    return CloseCertificate(case_reference=s.case_reference, recoupment_id=f"RCP-{s.case_reference}",
+                            recoup=recoup, reason=reason, actor=actor, at=now)
+
+
+def apply_response(state: CertificateState, request: RespondRequest, now: datetime) -> Transition:
+    """The provider's answer, already checked and authorized."""
+    response = check_response(state, request)
+    s = state.model_copy(deep=True)
+    assert s.notification is not None
+    notification_id = s.notification.notification_id
+    effects: list[Effect] = [
+        RecordResponse(case_reference=s.case_reference, response_key=notification_id,
+                       notification_id=notification_id, response=response, message=request.message,
+                       responded_by=request.user_login_id, at=now)
+    ]
+    s.notification = None
+    _note(s, now, f"{request.user_login_id} answered {RESPONSE_LABELS[response]} "
+                  f"to {notification_id}")
+    effects.extend(_supersede_no_response_task(s, now, "provider responded"))
+    effects.extend(_answer(s, response, now, actor=request.user_login_id,
+                           notification_id=notification_id))
+    return _settle(Transition(s, effects))
+
+
+def response_outcome(response: Response) -> str:
+    if response == Response.CASE_ONGOING:
+        return "clock restarted"
+    if response in BILLED_RESPONSES:
+        return "LAA review task raised"
+    return "certificate closed; outstanding payments on account recouped"
+
+
+def apply_decision(state: CertificateState, request: LaaDecisionRequest, now: datetime) -> Transition:
+    decision = check_decision(state, request)
+    s = state.model_copy(deep=True)
+    assert s.task is not None
+    task = s.task
+    s.task = None
+    effects: list[Effect] = [
+        CloseTask(case_reference=s.case_reference, task_id=task.task_id, decision=decision,
+                  decided_by=request.caseworker, reason=request.reason, at=now)
+    ]
+    _note(s, now, f"{request.caseworker} decided {decision.value} on {task.task_id}")
+    if decision == Decision.CLOSE:
+        if s.notification is not None:
+            effects.append(_close_notification(s, NotificationStatus.CERTIFICATE_CLOSED, now))
+        effects.append(_close_certificate(s, now, reason=f"LAA decision: {request.reason or 'close'}",
+                                          actor=request.caseworker, recoup=True))
+        return _settle(Transition(s, effects))
+    if s.notification is not None:
+        effects.append(_close_notification(s, NotificationStatus.WITHDRAWN, now))
+    _restart_clock(s, now)
+    if task.kind == TaskKind.REVIEW and task.response in BILLED_RESPONSES:
+        s.follow_up = FollowUpWatch(response=task.response, due_at=financial_year_end_after(task.raised_at))
+        _note(s, now, f"kept open: follow-up due {s.follow_up.due_at.isoformat()} unless a bill arrives")
+    return _settle(Transition(s, effects))
+
+
+def refuse_decision(state: CertificateState, request: LaaDecisionRequest, refused: Refused,
+                    now: datetime) -> Transition:
+    s = state.model_copy(deep=True)
+    s.refusals += 1
+    _note(s, now, f"decision by {request.caseworker[:100]!r} refused: {refused.message}")
+    return Transition(s, [AuditRefusal(
+        case_reference=s.case_reference, refusal_key=f"{s.case_reference}-decision-{s.refusals}-refused",
+        actor=request.caseworker[:100] or "unknown", action="decision_refused", reason=refused.message,
+        detail={"decision": request.decision[:100]}, at=now)])
+
+
+def apply_close(state: CertificateState, request: CloseCertificateRequest, now: datetime) -> Transition:
+    s = state.model_copy(deep=True)
+    if s.closed_at is not None:
+        return Transition(s)
+    effects: list[Effect] = []
+    if s.notification is not None:
+        effects.append(_close_notification(s, NotificationStatus.CERTIFICATE_CLOSED, now))
+    if s.task is not None:
+        task = s.task
+        s.task = None
+        effects.append(CloseTask(case_reference=s.case_reference, task_id=task.task_id, decision=None,
+                                 decided_by=ENGINE_ACTOR, reason=f"certificate closed: {request.reason}",
+                                 at=now))
+    effects.append(_close_certificate(s, now, reason=f"closed elsewhere: {request.reason}",
+                                      actor="close_certificate", recoup=False))
+    return _settle(Transition(s, effects))
+
+
+def apply_reassign(state: CertificateState, request: ReassignContactRequest, now: datetime) -> Transition:
+    s = state.model_copy(deep=True)
+    assert s.registration is not None
+    old = s.registration.provider_contact_login
+    s.registration.provider_contact_login = request.new_contact_login_id
+    _note(s, now, f"{request.user_login_id} reassigned the provider contact from {old} "
+                  f"to {request.new_contact_login_id}")
+    return Transition(s, [UpdateContact(case_reference=s.case_reference,
+                                        new_contact_login_id=request.new_contact_login_id,
+                                        actor=request.user_login_id, at=now)])
+
+
+# --- views -----------------------------------------------------------------------------
+
+
+def status_of(state: CertificateState) -> CertificateStatus:
+    n = state.notification
+    return CertificateStatus(
+        case_reference=state.case_reference,
+        stage=state.stage,
+        registered=state.registration is not None,
+        provider_firm_id=state.registration.provider_firm_id if state.registration else None,
+        provider_contact_login=state.registration.provider_contact_login if state.registration else None,
+        last_activity_at=state.last_activity_at,
+        inactivity_deadline=None if state.closed_at else inactivity_deadline(state),
+        notification_cycle=state.notification_cycle,
+        policy_version=state.policy.version if state.policy else None,
+        open_notification=None if n is None else NotificationView(
+            notification_id=n.notification_id, assigned_to=n.assigned_to,
+            date_assigned=n.date_assigned, due_date=n.due_date, return_date=n.return_date,
+            overdue=n.overdue),
+        open_task=None if state.task is None else TaskView(task_id=state.task.task_id, kind=state.task.kind),
+        follow_up_due_at=state.follow_up.due_at if state.follow_up else None,
+        on_exercise_list=state.on_exercise_list,
+        recoupments=[RecoupmentView(amount=r.amount, at=r.at) for r in state.recoupments],
+        history=list(state.history),
+        closed_at=state.closed_at,
+        closed_reason=state.closed_reason,
+    )
+
+
+def search_attributes(state: CertificateState) -> dict[str, object]:
+    """The Web UI's list filters; no personal data. None means absent."""
+    deadline = None if state.closed_at else inactivity_deadline(state)
+    return {
+        "IcrStage": state.stage.value,
+        "CaseReference": state.case_reference,
+        "ProviderFirmId": state.registration.provider_firm_id if state.registration else None,
+        "InactivityDeadline": deadline,
+        "ResponseDueDate": state.notification.due_date if state.notification else None,
+        "NotificationCycle": state.notification_cycle,
+        "PolicyVersion": state.policy.version if state.policy else None,
+    }

@@ -1,0 +1,1464 @@
+"""Unit tests of the pure Inactive Case Review rules (icr/rules.py).
+
+No clock, no I/O: every `now` is a fixed, timezone-aware datetime. Expected instants are
+written out literally (not recomputed with the code's own arithmetic), so each test can fail.
+The rules are those of /work/shared/spec/icr-rules.md and the names of contract.md.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from icr import rules
+from icr.models import (
+    EXERCISE_ACTOR,
+    ActivityEvent,
+    AuditRefusal,
+    CertificateSnapshot,
+    CertificateState,
+    ClaimExerciseResponse,
+    CloseCertificate,
+    CloseCertificateRequest,
+    CloseNotification,
+    CloseTask,
+    Decision,
+    ExerciseResponse,
+    FollowUpWatch,
+    IcrStage,
+    LaaDecisionRequest,
+    MarkNotificationOverdue,
+    NotificationStatus,
+    NotificationView,
+    Policy,
+    RaiseNotification,
+    RaiseTask,
+    ReassignContactRequest,
+    RecordResponse,
+    Registration,
+    RespondRequest,
+    Response,
+    TaskKind,
+    TaskView,
+    UpdateContact,
+    User,
+)
+from icr.rules import Refused, Transition, Wait
+
+UK = ZoneInfo("Europe/London")
+
+CASE = "300001416143"
+FIRM = "26517"
+OTHER_FIRM = "31337"
+OFFICE = "2L847Q"
+CONTACT = "JSMITH"
+LEGACY = "LEGACY01"  # a pre-SiLAS username
+CASEWORKER = "laa.caseworker1"
+GRANTED = date(2023, 2, 10)
+
+LAST = datetime(2024, 9, 16, 10, 0, tzinfo=UTC)  # last qualifying activity
+DUE_608 = datetime(2026, 5, 17, 10, 0, tzinfo=UTC)  # LAST + 608 days
+DUE_365 = datetime(2025, 9, 16, 10, 0, tzinfo=UTC)  # LAST + 365 days
+LOADED_AT = datetime(2024, 9, 20, 8, 0, tzinfo=UTC)
+SEC = timedelta(seconds=1)
+
+# The notification cycles when the certificate falls due at DUE_608 and nobody answers.
+N1 = DUE_608
+N1_DUE = datetime(2026, 5, 31, 10, 0, tzinfo=UTC)
+N1_RETURN = datetime(2026, 6, 7, 10, 0, tzinfo=UTC)
+N2_DUE = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)
+N2_RETURN = datetime(2026, 6, 28, 10, 0, tzinfo=UTC)
+N3_DUE = datetime(2026, 7, 12, 10, 0, tzinfo=UTC)
+N3_RETURN = datetime(2026, 7, 19, 10, 0, tzinfo=UTC)
+
+ID1 = "ICR-300001416143-001"
+ID2 = "ICR-300001416143-002"
+ID3 = "ICR-300001416143-003"
+TASK1 = "TASK-300001416143-001"
+TASK2 = "TASK-300001416143-002"
+TASK3 = "TASK-300001416143-003"
+RCP = "RCP-300001416143"
+
+POLICY_608 = Policy(version=2, inactivity_days=608, effective_from=datetime(2026, 5, 17, tzinfo=UK))
+POLICY_365 = Policy(version=1, inactivity_days=365, effective_from=datetime(2019, 4, 1, tzinfo=UK))
+
+QUALIFYING_KINDS = [
+    "application",
+    "amendment",
+    "case_outcome",
+    "bill",
+    "prior_authority",
+    "counsel_allocation",
+    "provider_transfer",
+    "case_plan",
+    "icr_ongoing_response",
+]
+RESPONSES = [
+    "case_ongoing",
+    "complete_to_be_billed",
+    "complete_costs_negotiated",
+    "complete_court_assessment",
+    "complete_no_bill_due",
+]
+BILLED = [
+    Response.COMPLETE_TO_BE_BILLED,
+    Response.COMPLETE_COSTS_NEGOTIATED,
+    Response.COMPLETE_COURT_ASSESSMENT,
+]
+
+_DEFAULT = object()
+
+
+# --- builders --------------------------------------------------------------------------
+
+
+def registration(contact: str = CONTACT, granted_on: date = GRANTED) -> Registration:
+    return Registration(
+        provider_firm_id=FIRM, office_code=OFFICE, provider_contact_login=contact, granted_on=granted_on
+    )
+
+
+def snapshot(
+    *,
+    reg: Registration | None | object = _DEFAULT,
+    last_activity_at: datetime | None = LAST,
+    closed: bool = False,
+    exercise_response: ExerciseResponse | None = None,
+    policy: Policy = POLICY_608,
+    next_policy_change_at: datetime | None = None,
+) -> CertificateSnapshot:
+    return CertificateSnapshot(
+        case_reference=CASE,
+        registration=registration() if reg is _DEFAULT else reg,
+        last_activity_at=last_activity_at,
+        closed=closed,
+        exercise_response=exercise_response,
+        policy=policy,
+        next_policy_change_at=next_policy_change_at,
+    )
+
+
+def state(*, now: datetime = LOADED_AT, **snapshot_fields: object) -> CertificateState:
+    """A loaded certificate state (policy and registration), as after the workflow starts."""
+    return rules.load(CertificateState(case_reference=CASE), snapshot(**snapshot_fields), now).state
+
+
+def step(s: CertificateState, now: datetime) -> Transition:
+    result = rules.next_step(s, now)
+    assert isinstance(result, Transition), f"expected a Transition at {now}, got {result!r}"
+    return result
+
+
+def notified(**state_fields: object) -> CertificateState:
+    """Fallen due at DUE_608: notification ID1 (cycle 1) open, assigned to the contact."""
+    return step(state(**state_fields), N1).state
+
+
+def overdue(**state_fields: object) -> CertificateState:
+    return step(notified(**state_fields), N1_DUE).state
+
+
+def resent(**state_fields: object) -> CertificateState:
+    """First notification returned: TASK1 (no response, non-blocking) and ID2 (cycle 2) open."""
+    return step(overdue(**state_fields), N1_RETURN).state
+
+
+def escalated() -> CertificateState:
+    s = resent()
+    s = step(s, N2_DUE).state
+    s = step(s, N2_RETURN).state
+    s = step(s, N3_DUE).state
+    return step(s, N3_RETURN).state
+
+
+def reviewed(response: Response, at: datetime, **state_fields: object) -> CertificateState:
+    """The provider answered `response` (a billed one) at `at`: REVIEW task TASK1 open."""
+    s = notified(**state_fields)
+    return rules.apply_response(s, RespondRequest(user_login_id=CONTACT, response=response.value), at).state
+
+
+def event(event_id: str = "EV-1", kind: str = "amendment", occurred_at: datetime = LAST,
+          source: str | None = "ccms") -> ActivityEvent:
+    return ActivityEvent(event_id=event_id, kind=kind, occurred_at=occurred_at, source=source)
+
+
+def user(login_id: str, *roles: str, firm: str = FIRM, pre_silas: bool = False) -> User:
+    return User(login_id=login_id, provider_firm_id=firm, roles=list(roles), pre_silas=pre_silas)
+
+
+def dump(effect: object, *drop: str) -> dict[str, object]:
+    return effect.model_dump(exclude=set(drop))  # type: ignore[attr-defined]
+
+
+def refused(fn, *args) -> Refused:  # noqa: ANN001
+    with pytest.raises(Refused) as info:
+        fn(*args)
+    return info.value
+
+
+# --- check_case_reference --------------------------------------------------------------
+
+
+def test_valid_case_reference_is_returned_unchanged() -> None:
+    assert rules.check_case_reference("300001416143") == "300001416143"
+    assert rules.workflow_id_for("300001416143") == "certificate-300001416143"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "30000141614",  # 11 digits
+        "3000014161430",  # 13 digits
+        "3000O1416143",  # letter O for zero
+        "ABCDEFGHIJKL",
+        "400001416143",  # does not start 3000
+        "300101416143",
+        "030001416143",
+        " 300001416143",
+        "300001416143 ",
+        "300001416143\n",
+        "3000 1416143",
+        "",
+        300001416143,
+        None,
+        b"300001416143",
+        ["300001416143"],
+    ],
+)
+def test_malformed_case_reference_is_refused(value: object) -> None:
+    error = refused(rules.check_case_reference, value)
+    assert error.code == "invalid_case_reference"
+    assert "12 digits" in error.message and "3000" in error.message
+
+
+@pytest.mark.parametrize("value", ["3000０１４１６１４３", "3000٠١٤١٦١٤٣"])
+def test_case_reference_with_non_ascii_digits_is_refused(value: str) -> None:
+    # Spec: "12 digits, in practice starting 3000 ... Anything else is rejected".
+    error = refused(rules.check_case_reference, value)
+    assert error.code == "invalid_case_reference"
+
+
+# --- check_event -----------------------------------------------------------------------
+
+NOW = datetime(2026, 5, 20, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("kind", QUALIFYING_KINDS)
+def test_each_qualifying_kind_is_accepted(kind: str) -> None:
+    assert rules.check_event(event(kind=kind, occurred_at=NOW - timedelta(days=1)), NOW) is None
+
+
+@pytest.mark.parametrize("kind", ["case_enquiry", "means_reassessment", "address_lookup", "Bill", ""])
+def test_unknown_activity_kind_is_refused_naming_accepted_kinds(kind: str) -> None:
+    error = refused(rules.check_event, event(kind=kind, occurred_at=NOW), NOW)
+    assert error.code == "unknown_activity_kind"
+    assert repr(kind) in error.message
+    for accepted in QUALIFYING_KINDS:
+        assert accepted in error.message
+
+
+def test_naive_occurred_at_is_refused() -> None:
+    error = refused(rules.check_event, event(occurred_at=datetime(2026, 5, 20, 11, 0)), NOW)
+    assert error.code == "naive_time"
+
+
+def test_event_exactly_five_minutes_ahead_is_accepted() -> None:
+    assert rules.check_event(event(occurred_at=NOW + timedelta(minutes=5)), NOW) is None
+
+
+def test_event_five_minutes_ahead_in_another_offset_is_accepted() -> None:
+    plus_one = timezone(timedelta(hours=1))
+    assert rules.check_event(event(occurred_at=datetime(2026, 5, 20, 13, 5, tzinfo=plus_one)), NOW) is None
+
+
+def test_event_five_minutes_and_one_second_ahead_is_refused() -> None:
+    error = refused(rules.check_event, event(occurred_at=NOW + timedelta(minutes=5, seconds=1)), NOW)
+    assert error.code == "future_event"
+
+
+@pytest.mark.parametrize("event_id", ["", "   ", "x" * 201])
+def test_empty_blank_or_overlong_event_id_is_refused(event_id: str) -> None:
+    error = refused(rules.check_event, event(event_id=event_id, occurred_at=NOW), NOW)
+    assert error.code == "invalid_event_id"
+
+
+def test_event_id_of_200_characters_is_accepted() -> None:
+    assert rules.check_event(event(event_id="x" * 200, occurred_at=NOW), NOW) is None
+
+
+def test_screen_events_splits_refused_events_into_audit_refusals() -> None:
+    s = state()
+    good = event("EV-GOOD", "bill", NOW - timedelta(hours=1))
+    unknown = event("EV-ENQ", "case_enquiry", NOW - timedelta(hours=1), source="portal")
+    future = event("EV-FUT", "amendment", NOW + timedelta(minutes=6), source=None)
+    accepted, refusals = rules.screen_events(s, [good, unknown, future], NOW)
+    assert accepted == [good]
+    assert [type(r) for r in refusals] == [AuditRefusal, AuditRefusal]
+    first, second = refusals
+    assert dump(first, "reason") == {
+        "kind": "audit_refusal",
+        "case_reference": CASE,
+        "refusal_key": "300001416143-event-EV-ENQ-refused",
+        "actor": "portal",
+        "action": "activity_refused",
+        "detail": {"event_id": "EV-ENQ", "kind": "case_enquiry"},
+        "at": NOW,
+    }
+    assert "case_enquiry" in first.reason and "application" in first.reason
+    assert second.refusal_key == "300001416143-event-EV-FUT-refused"
+    assert second.actor == "activity source"
+    assert "5 minutes" in second.reason
+
+
+# --- load ------------------------------------------------------------------------------
+
+
+def test_load_starts_clock_from_last_activity() -> None:
+    s = state()
+    assert s.loaded is True
+    assert s.registration == registration()
+    assert s.last_activity_at == LAST
+    assert s.clock_from == LAST
+    assert s.stage == IcrStage.ACTIVE
+    assert s.notification is None and s.task is None
+    assert s.notification_cycle == 0
+    assert rules.inactivity_deadline(s) == DUE_608
+    assert [h.what for h in s.history] == ["review started"]
+    assert s.history[0].at == LOADED_AT
+
+
+@pytest.mark.parametrize(
+    ("granted_on", "midnight_utc"),
+    [
+        (date(2023, 2, 10), datetime(2023, 2, 10, 0, 0, tzinfo=UTC)),  # GMT
+        (date(2024, 6, 1), datetime(2024, 5, 31, 23, 0, tzinfo=UTC)),  # BST
+    ],
+)
+def test_load_without_activity_starts_clock_at_uk_midnight_of_grant_date(
+    granted_on: date, midnight_utc: datetime
+) -> None:
+    s = state(reg=registration(granted_on=granted_on), last_activity_at=None)
+    assert s.last_activity_at is None
+    assert s.clock_from is not None
+    assert s.clock_from.astimezone(UTC) == midnight_utc
+    assert s.clock_from.astimezone(UK).replace(tzinfo=None) == datetime.combine(granted_on, datetime.min.time())
+
+
+def test_deadline_from_summer_grant_date_is_exactly_608_days_of_24_hours() -> None:
+    # Spec: "every period is an exact duration from the moment it starts". Granted on
+    # 1 June 2024 (BST): the clock starts 2024-05-31T23:00Z, so the deadline is
+    # 2026-01-29T23:00Z (608 x 24 h later), not UK wall-clock midnight 2026-01-30 (GMT).
+    s = state(reg=registration(granted_on=date(2024, 6, 1)), last_activity_at=None)
+    exact = datetime(2026, 1, 29, 23, 0, tzinfo=UTC)
+    deadline = rules.inactivity_deadline(s)
+    assert deadline is not None
+    assert deadline.astimezone(UTC) == exact
+    assert isinstance(rules.next_step(s, exact), Transition)
+
+
+def test_load_of_unregistered_certificate_without_activity_starts_clock_at_load() -> None:
+    s = state(reg=None, last_activity_at=None)
+    assert s.registration is None
+    assert s.clock_from == LOADED_AT
+    assert [h.what for h in s.history] == ["review started (not registered)"]
+
+
+def test_load_takes_policy_and_next_policy_change() -> None:
+    change = datetime(2027, 1, 1, tzinfo=UK)
+    s = state(policy=POLICY_365, next_policy_change_at=change)
+    assert s.policy == POLICY_365
+    assert s.next_policy_change_at == change
+    assert rules.inactivity_deadline(s) == DUE_365
+
+
+def test_reload_with_a_new_policy_records_the_change() -> None:
+    s = state()
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    s2 = rules.load(s, snapshot(policy=POLICY_365), at).state
+    assert s2.policy == POLICY_365
+    assert s2.history[-1].what == "policy version 1 in force (365 days)"
+    assert s2.history[-1].at == at
+    assert rules.inactivity_deadline(s2) == DUE_365
+
+
+def test_reload_with_newer_last_activity_moves_the_clock() -> None:
+    later = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+    s = rules.load(state(), snapshot(last_activity_at=later), LOADED_AT).state
+    assert s.last_activity_at == later
+    assert s.clock_from == later
+
+
+def test_reload_with_older_last_activity_keeps_the_later_clock() -> None:
+    s = state().model_copy(update={"clock_from": datetime(2025, 5, 5, tzinfo=UTC)})
+    s2 = rules.load(s, snapshot(), LOADED_AT).state
+    assert s2.clock_from == datetime(2025, 5, 5, tzinfo=UTC)
+    assert s2.last_activity_at == LAST
+
+
+def test_load_of_closed_snapshot_closes_the_state() -> None:
+    s = state(closed=True)
+    assert s.closed_at == LOADED_AT
+    assert s.closed_reason == "already closed in the registry"
+    assert s.stage == IcrStage.CLOSED
+    assert rules.next_step(s, DUE_608 + timedelta(days=100)) == Wait(None)
+
+
+def test_load_of_closed_snapshot_drops_open_notification_and_task() -> None:
+    s = resent()
+    at = N2_DUE - timedelta(days=1)
+    s2 = rules.load(s, snapshot(closed=True), at).state
+    assert s2.closed_at == at
+    assert s2.notification is None and s2.task is None
+    assert s2.stage == IcrStage.CLOSED
+
+
+def test_load_does_not_mutate_its_input() -> None:
+    s = CertificateState(case_reference=CASE)
+    rules.load(s, snapshot(), LOADED_AT)
+    assert s == CertificateState(case_reference=CASE)
+
+
+# --- next_step: the inactivity deadline ------------------------------------------------
+
+POLICIES = pytest.mark.parametrize(
+    ("policy", "deadline"), [(POLICY_608, DUE_608), (POLICY_365, DUE_365)], ids=["608d", "365d"]
+)
+
+
+@POLICIES
+def test_one_second_before_deadline_waits_until_deadline(policy: Policy, deadline: datetime) -> None:
+    assert rules.next_step(state(policy=policy), deadline - SEC) == Wait(deadline)
+
+
+@POLICIES
+def test_at_deadline_raises_notification(policy: Policy, deadline: datetime) -> None:
+    t = step(state(policy=policy), deadline)
+    assert t.effects == [
+        RaiseNotification(
+            case_reference=CASE,
+            notification_id=ID1,
+            cycle=1,
+            provider_firm_id=FIRM,
+            assigned_to=CONTACT,
+            date_assigned=deadline,
+            due_date=deadline + timedelta(days=14),
+            return_date=deadline + timedelta(days=21),
+        )
+    ]
+    n = t.state.notification
+    assert n is not None
+    assert (n.notification_id, n.cycle, n.assigned_to, n.overdue) == (ID1, 1, CONTACT, False)
+    assert t.state.notification_cycle == 1
+    assert t.state.notifications_raised == 1
+    assert t.state.stage == IcrStage.AWAITING_RESPONSE
+
+
+def test_late_wake_raises_notification_dated_now() -> None:
+    late = DUE_608 + timedelta(hours=3)
+    t = step(state(), late)
+    (raised,) = t.effects
+    assert isinstance(raised, RaiseNotification)
+    assert raised.date_assigned == late
+    assert raised.due_date == datetime(2026, 5, 31, 13, 0, tzinfo=UTC)
+    assert raised.return_date == datetime(2026, 6, 7, 13, 0, tzinfo=UTC)
+
+
+def test_next_step_does_not_mutate_its_input() -> None:
+    s = state()
+    before = s.model_copy(deep=True)
+    step(s, DUE_608)
+    assert s == before
+
+
+def test_wait_includes_an_earlier_policy_change() -> None:
+    change = datetime(2026, 5, 17, 0, 0, tzinfo=UK)
+    s = state(next_policy_change_at=change)
+    assert rules.next_step(s, datetime(2026, 1, 1, tzinfo=UTC)) == Wait(change)
+
+
+def test_shortened_policy_makes_certificate_due_at_once() -> None:
+    s = state()  # 608 days: due 2026-05-17
+    now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # after LAST + 365
+    assert rules.next_step(s, now) == Wait(DUE_608)
+    s2 = rules.apply_policy(s, POLICY_365, None, now).state
+    assert s2.policy == POLICY_365
+    assert s2.history[-1].what == "policy version 1 in force (365 days)"
+    t = step(s2, now)
+    (raised,) = t.effects
+    assert isinstance(raised, RaiseNotification)
+    assert raised.date_assigned == now
+
+
+def test_lengthened_policy_moves_the_deadline_later() -> None:
+    s = state(policy=POLICY_365)
+    now = datetime(2025, 9, 1, tzinfo=UTC)
+    assert rules.next_step(s, now) == Wait(DUE_365)
+    s2 = rules.apply_policy(s, POLICY_608, None, now).state
+    assert rules.next_step(s2, now) == Wait(DUE_608)
+
+
+def test_closed_certificate_never_falls_due() -> None:
+    s = rules.apply_close(state(), CloseCertificateRequest(reason="discharged", occurred_at=LOADED_AT),
+                          LOADED_AT).state
+    assert rules.next_step(s, DUE_608 + timedelta(days=1000)) == Wait(None)
+
+
+# --- next_step: the response window ----------------------------------------------------
+
+
+def test_due_and_return_dates_are_exactly_14_and_21_days_after_assignment() -> None:
+    n = notified().notification
+    assert n is not None
+    assert n.date_assigned == datetime(2026, 5, 17, 10, 0, tzinfo=UTC)
+    assert n.due_date == datetime(2026, 5, 31, 10, 0, tzinfo=UTC)
+    assert n.return_date == datetime(2026, 6, 7, 10, 0, tzinfo=UTC)
+
+
+def test_open_notification_waits_until_its_due_date() -> None:
+    assert rules.next_step(notified(), N1 + SEC) == Wait(N1_DUE)
+    assert rules.next_step(notified(), N1_DUE - SEC) == Wait(N1_DUE)
+
+
+def test_notification_becomes_overdue_exactly_at_14_days() -> None:
+    t = step(notified(), N1_DUE)
+    assert t.effects == [MarkNotificationOverdue(case_reference=CASE, notification_id=ID1, at=N1_DUE)]
+    assert t.state.notification is not None
+    assert t.state.notification.overdue is True
+    assert t.state.notification.notification_id == ID1
+    assert t.state.stage == IcrStage.OVERDUE
+
+
+def test_overdue_notification_waits_until_return_date() -> None:
+    assert rules.next_step(overdue(), N1_DUE + SEC) == Wait(N1_RETURN)
+    assert rules.next_step(overdue(), N1_RETURN - SEC) == Wait(N1_RETURN)
+
+
+def test_overdue_notification_is_still_answerable() -> None:
+    s = overdue()
+    assert rules.check_response(s, RespondRequest(user_login_id=CONTACT, response="case_ongoing")) == (
+        Response.CASE_ONGOING
+    )
+
+
+def test_returned_at_21_days_closes_as_no_response_raises_task_and_resends() -> None:
+    t = step(overdue(), N1_RETURN)
+    close, task, resend = t.effects
+    assert close == CloseNotification(case_reference=CASE, notification_id=ID1,
+                                      status=NotificationStatus.NO_RESPONSE, at=N1_RETURN)
+    assert isinstance(task, RaiseTask)
+    assert dump(task, "detail") == {
+        "kind": "raise_task",
+        "case_reference": CASE,
+        "task_id": TASK1,
+        "task_kind": TaskKind.NO_RESPONSE,
+        "notification_id": ID1,
+        "response": None,
+        "at": N1_RETURN,
+    }
+    assert resend == RaiseNotification(
+        case_reference=CASE,
+        notification_id=ID2,
+        cycle=2,
+        provider_firm_id=FIRM,
+        assigned_to=CONTACT,
+        date_assigned=N1_RETURN,
+        due_date=N2_DUE,
+        return_date=N2_RETURN,
+    )
+    s = t.state
+    assert s.task is not None
+    assert (s.task.task_id, s.task.kind, s.task.blocking) == (TASK1, TaskKind.NO_RESPONSE, False)
+    assert s.notification is not None
+    assert (s.notification.notification_id, s.notification.cycle, s.notification.overdue) == (ID2, 2, False)
+    assert s.notification_cycle == 2
+    assert s.stage == IcrStage.AWAITING_RESPONSE
+
+
+def test_return_also_happens_if_overdue_step_was_missed() -> None:
+    t = step(notified(), N1_RETURN)
+    assert [type(e) for e in t.effects] == [CloseNotification, RaiseTask, RaiseNotification]
+
+
+def test_second_return_supersedes_previous_no_response_task() -> None:
+    s = step(resent(), N2_DUE).state
+    t = step(s, N2_RETURN)
+    close_n, close_t, task, resend = t.effects
+    assert close_n == CloseNotification(case_reference=CASE, notification_id=ID2,
+                                        status=NotificationStatus.NO_RESPONSE, at=N2_RETURN)
+    assert isinstance(close_t, CloseTask)
+    assert (close_t.task_id, close_t.decision, close_t.decided_by, close_t.at) == (TASK1, None, "engine", N2_RETURN)
+    assert isinstance(task, RaiseTask)
+    assert (task.task_id, task.task_kind, task.notification_id) == (TASK2, TaskKind.NO_RESPONSE, ID2)
+    assert isinstance(resend, RaiseNotification)
+    assert (resend.notification_id, resend.cycle, resend.due_date, resend.return_date) == (ID3, 3, N3_DUE, N3_RETURN)
+    assert t.state.notification_cycle == 3
+
+
+def test_third_unanswered_cycle_escalates_without_resend() -> None:
+    s = resent()
+    s = step(step(step(s, N2_DUE).state, N2_RETURN).state, N3_DUE).state
+    assert s.stage == IcrStage.OVERDUE
+    t = step(s, N3_RETURN)
+    close_n, close_t, task = t.effects
+    assert close_n == CloseNotification(case_reference=CASE, notification_id=ID3,
+                                        status=NotificationStatus.NO_RESPONSE, at=N3_RETURN)
+    assert isinstance(close_t, CloseTask) and close_t.task_id == TASK2
+    assert isinstance(task, RaiseTask)
+    assert (task.task_id, task.task_kind, task.notification_id, task.at) == (
+        TASK3, TaskKind.ESCALATION, ID3, N3_RETURN)
+    assert not any(isinstance(e, RaiseNotification) for e in t.effects)
+    assert t.state.notification is None
+    assert t.state.task is not None and t.state.task.blocking is True
+    assert t.state.stage == IcrStage.ESCALATED
+    assert t.state.notifications_raised == 3
+
+
+def test_escalated_certificate_waits_for_a_decision() -> None:
+    assert rules.next_step(escalated(), N3_RETURN + timedelta(days=900)) == Wait(None)
+
+
+def test_max_unanswered_cycles_is_policy() -> None:
+    one = POLICY_608.model_copy(update={"max_unanswered_cycles": 1})
+    t = step(notified(policy=one), N1_RETURN)
+    assert [type(e) for e in t.effects] == [CloseNotification, RaiseTask]
+    assert t.effects[1].task_kind == TaskKind.ESCALATION
+    assert t.state.stage == IcrStage.ESCALATED
+
+
+def test_response_periods_are_policy() -> None:
+    short = POLICY_608.model_copy(update={"response_due_days": 7, "return_days": 10})
+    n = notified(policy=short).notification
+    assert n is not None
+    assert n.due_date == datetime(2026, 5, 24, 10, 0, tzinfo=UTC)
+    assert n.return_date == datetime(2026, 5, 27, 10, 0, tzinfo=UTC)
+
+
+def test_exercise_list_certificate_returned_raises_blocking_task_and_no_resend() -> None:
+    s = overdue().model_copy(update={"on_exercise_list": True})
+    t = step(s, N1_RETURN)
+    close, task = t.effects
+    assert close == CloseNotification(case_reference=CASE, notification_id=ID1,
+                                      status=NotificationStatus.NO_RESPONSE, at=N1_RETURN)
+    assert isinstance(task, RaiseTask)
+    assert (task.task_id, task.task_kind, task.notification_id) == (TASK1, TaskKind.NO_RESPONSE, ID1)
+    assert t.state.task is not None and t.state.task.blocking is True
+    assert t.state.notification is None
+    assert t.state.stage == IcrStage.LAA_REVIEW
+    assert rules.next_step(t.state, N1_RETURN + timedelta(days=800)) == Wait(None)
+
+
+# --- apply_events ----------------------------------------------------------------------
+
+T1 = datetime(2025, 2, 3, 14, 30, tzinfo=UTC)
+T1_DUE = datetime(2026, 10, 4, 14, 30, tzinfo=UTC)  # T1 + 608 days
+
+
+def test_newer_event_restarts_the_clock() -> None:
+    t = rules.apply_events(state(), [event("EV-1", "amendment", T1)], T1)
+    assert t.effects == []
+    assert t.state.last_activity_at == T1
+    assert t.state.clock_from == T1
+    assert rules.inactivity_deadline(t.state) == T1_DUE
+    assert rules.next_step(t.state, T1) == Wait(T1_DUE)
+    assert t.state.history[-1].what == "activity amendment at 2025-02-03T14:30:00+00:00: clock restarts"
+
+
+def test_same_event_applied_twice_moves_nothing_the_second_time() -> None:
+    first = rules.apply_events(state(), [event("EV-1", "bill", T1)], T1).state
+    again = rules.apply_events(first, [event("EV-1", "bill", T1)], T1 + SEC)
+    assert again.effects == []
+    assert again.state.clock_from == T1
+    assert again.state.last_activity_at == T1
+    assert again.state.notification_cycle == first.notification_cycle
+
+
+def test_older_event_is_recorded_but_moves_no_deadline() -> None:
+    old = datetime(2024, 1, 5, 9, 0, tzinfo=UTC)
+    t = rules.apply_events(state(), [event("EV-OLD", "application", old)], T1)
+    assert t.effects == []
+    assert t.state.last_activity_at == LAST
+    assert t.state.clock_from == LAST
+    assert rules.inactivity_deadline(t.state) == DUE_608
+    assert "moves no deadline" in t.state.history[-1].what
+
+
+def test_older_event_leaves_an_open_notification_open() -> None:
+    s = notified()
+    t = rules.apply_events(s, [event("EV-OLD", "application", datetime(2024, 1, 5, tzinfo=UTC))], N1 + SEC)
+    assert t.effects == []
+    assert t.state.notification == s.notification
+    assert t.state.stage == IcrStage.AWAITING_RESPONSE
+
+
+def test_events_are_applied_in_time_order() -> None:
+    later = T1 + timedelta(days=2)
+    t = rules.apply_events(state(), [event("EV-2", "bill", later), event("EV-1", "amendment", T1)], later)
+    assert t.state.clock_from == later
+    assert t.state.last_activity_at == later
+
+
+def test_activity_during_open_notification_closes_it_and_restarts_the_clock() -> None:
+    at = N1 + timedelta(days=2)
+    t = rules.apply_events(notified(), [event("EV-9", "bill", at)], at)
+    assert t.effects == [CloseNotification(case_reference=CASE, notification_id=ID1,
+                                           status=NotificationStatus.ACTIVITY_RECORDED, at=at)]
+    assert t.state.notification is None
+    assert t.state.clock_from == at
+    assert t.state.notification_cycle == 0
+    assert t.state.stage == IcrStage.ACTIVE
+    assert rules.next_step(t.state, at) == Wait(datetime(2028, 1, 16, 10, 0, tzinfo=UTC))
+
+
+def test_newer_event_after_resend_resets_cycle_and_supersedes_no_response_task() -> None:
+    at = N1_RETURN + timedelta(days=1)
+    t = rules.apply_events(resent(), [event("EV-9", "case_outcome", at)], at)
+    close_n, close_t = t.effects
+    assert close_n == CloseNotification(case_reference=CASE, notification_id=ID2,
+                                        status=NotificationStatus.ACTIVITY_RECORDED, at=at)
+    assert isinstance(close_t, CloseTask)
+    assert (close_t.task_id, close_t.decision, close_t.decided_by) == (TASK1, None, "engine")
+    assert t.state.notification_cycle == 0
+    assert t.state.task is None
+    assert t.state.stage == IcrStage.ACTIVE
+
+
+def test_next_review_after_activity_starts_again_at_cycle_one() -> None:
+    at = N1_RETURN + timedelta(days=1)
+    s = rules.apply_events(resent(), [event("EV-9", "case_outcome", at)], at).state
+    t = step(s, at + timedelta(days=608))
+    (raised,) = t.effects
+    assert isinstance(raised, RaiseNotification)
+    assert (raised.notification_id, raised.cycle) == (ID3, 1)
+
+
+def test_activity_during_escalation_keeps_the_blocking_task() -> None:
+    at = N3_RETURN + timedelta(days=1)
+    t = rules.apply_events(escalated(), [event("EV-9", "bill", at)], at)
+    assert t.effects == []
+    assert t.state.task is not None and t.state.task.kind == TaskKind.ESCALATION
+    assert t.state.clock_from == at
+    assert t.state.stage == IcrStage.ESCALATED
+
+
+def test_bill_clears_a_follow_up_watch() -> None:
+    s = state().model_copy(update={"follow_up": FollowUpWatch(
+        response=Response.COMPLETE_TO_BE_BILLED, due_at=datetime(2026, 4, 1, tzinfo=UK))})
+    t = rules.apply_events(s, [event("EV-B", "bill", T1)], T1)
+    assert t.state.follow_up is None
+    assert "bill received: no follow-up needed" in [h.what for h in t.state.history]
+
+
+@pytest.mark.parametrize("kind", [k for k in QUALIFYING_KINDS if k != "bill"])
+def test_other_activity_keeps_a_follow_up_watch(kind: str) -> None:
+    watch = FollowUpWatch(response=Response.COMPLETE_TO_BE_BILLED, due_at=datetime(2026, 4, 1, tzinfo=UK))
+    s = state().model_copy(update={"follow_up": watch})
+    t = rules.apply_events(s, [event("EV-X", kind, T1)], T1)
+    assert t.state.follow_up == watch
+
+
+# --- check_response / authorize_response -----------------------------------------------
+
+
+@pytest.mark.parametrize("value", RESPONSES)
+def test_every_response_value_is_accepted(value: str) -> None:
+    assert rules.check_response(notified(), RespondRequest(user_login_id=CONTACT, response=value)) == Response(value)
+
+
+@pytest.mark.parametrize("value", ["CASE_ONGOING", "Case Ongoing", "case ongoing", "", "close", "keep_open"])
+def test_unknown_response_is_refused(value: str) -> None:
+    error = refused(rules.check_response, notified(), RespondRequest(user_login_id=CONTACT, response=value))
+    assert error.code == "unknown_response"
+    for accepted in RESPONSES:
+        assert accepted in error.message
+
+
+def test_apply_response_refuses_unknown_response_and_notification_stays_open() -> None:
+    s = notified()
+    with pytest.raises(Refused) as info:
+        rules.apply_response(s, RespondRequest(user_login_id=CONTACT, response="finished"), N1 + SEC)
+    assert info.value.code == "unknown_response"
+    assert s.notification is not None and s.notification.notification_id == ID1
+
+
+def test_message_of_2000_characters_is_accepted() -> None:
+    request = RespondRequest(user_login_id=CONTACT, response="case_ongoing", message="m" * 2000)
+    assert rules.check_response(notified(), request) == Response.CASE_ONGOING
+
+
+def test_message_of_2001_characters_is_refused() -> None:
+    request = RespondRequest(user_login_id=CONTACT, response="case_ongoing", message="m" * 2001)
+    assert refused(rules.check_response, notified(), request).code == "message_too_long"
+
+
+def test_response_without_open_notification_is_refused() -> None:
+    error = refused(rules.check_response, state(), RespondRequest(user_login_id=CONTACT, response="case_ongoing"))
+    assert error.code == "no_open_notification"
+
+
+def test_second_response_to_the_same_notification_is_refused() -> None:
+    s = rules.apply_response(notified(), RespondRequest(user_login_id=CONTACT, response="complete_to_be_billed"),
+                             N1 + SEC).state
+    error = refused(rules.check_response, s, RespondRequest(user_login_id=CONTACT, response="case_ongoing"))
+    assert error.code == "no_open_notification"
+
+
+def test_response_on_closed_certificate_is_refused() -> None:
+    s = rules.apply_close(notified(), CloseCertificateRequest(reason="discharged", occurred_at=N1), N1 + SEC).state
+    error = refused(rules.check_response, s, RespondRequest(user_login_id=CONTACT, response="case_ongoing"))
+    assert error.code == "certificate_closed"
+
+
+def test_response_without_user_is_refused() -> None:
+    error = refused(rules.check_response, notified(), RespondRequest(user_login_id="  ", response="case_ongoing"))
+    assert error.code == "missing_user"
+
+
+@pytest.mark.parametrize(
+    "responder",
+    [
+        user(CONTACT, "case_management"),
+        user(CONTACT, "case_management_supervisor"),
+        user(CONTACT, "case_management", "bill_preparation"),
+        user("XO1", "case_management", "cross_office"),
+        user("XO2", "case_management_supervisor", "cross_office"),
+    ],
+    ids=["assigned", "assigned-supervisor", "assigned-with-billing", "cross-office", "cross-office-supervisor"],
+)
+def test_permitted_responder_is_authorized(responder: User) -> None:
+    assert rules.authorize_response(notified(), responder, responder.login_id) is None
+
+
+def test_cross_office_user_may_respond_to_notification_assigned_to_pre_silas_username() -> None:
+    s = notified(reg=registration(contact=LEGACY))
+    assert s.notification is not None and s.notification.assigned_to == LEGACY
+    assert rules.authorize_response(s, user("XO1", "case_management", "cross_office"), "XO1") is None
+
+
+@pytest.mark.parametrize(
+    ("responder", "code"),
+    [
+        (None, "unknown_user"),
+        (user("XO9", "case_management", "cross_office", firm=OTHER_FIRM), "wrong_firm"),
+        (user(CONTACT, "case_management", firm=OTHER_FIRM), "wrong_firm"),
+        (user("OM1", "office_manager"), "not_permitted"),
+        (user("OM2", "office_manager", "cross_office"), "not_permitted"),
+        (user(CONTACT, "office_manager"), "not_permitted"),
+        (user("BP1", "bill_preparation"), "not_permitted"),
+        (user(CONTACT, "bill_preparation"), "not_permitted"),
+        (user("BS1", "bill_supervisor", "cross_office"), "not_permitted"),
+        (user("NOROLE"), "not_permitted"),
+        (user("CM2", "case_management"), "not_assigned"),
+        (user("CMS2", "case_management_supervisor", "office_manager"), "not_assigned"),
+    ],
+    ids=[
+        "unknown", "other-firm-cross-office", "other-firm-same-login", "office-manager",
+        "office-manager-cross-office", "assigned-office-manager", "bill-preparation",
+        "assigned-bill-preparation", "bill-supervisor-cross-office", "no-roles",
+        "not-assigned", "not-assigned-supervisor",
+    ],
+)
+def test_unpermitted_responder_is_refused(responder: User | None, code: str) -> None:
+    s = notified()
+    login = responder.login_id if responder else "GHOST"
+    error = refused(rules.authorize_response, s, responder, login)
+    assert error.code == code
+    assert s == notified()
+
+
+def test_non_cross_office_user_may_not_respond_for_pre_silas_username() -> None:
+    s = notified(reg=registration(contact=LEGACY))
+    assert refused(rules.authorize_response, s, user("CM2", "case_management"), "CM2").code == "not_assigned"
+
+
+# --- apply_response --------------------------------------------------------------------
+
+ANSWERED = N1 + timedelta(days=3, hours=2)
+
+
+def _record(response: Response, by: str = CONTACT, message: str | None = None) -> RecordResponse:
+    return RecordResponse(case_reference=CASE, response_key=ID1, notification_id=ID1, response=response,
+                          message=message, responded_by=by, at=ANSWERED)
+
+
+def test_case_ongoing_response_restarts_the_clock() -> None:
+    request = RespondRequest(user_login_id=CONTACT, response="case_ongoing", message="trial listed for June")
+    t = rules.apply_response(notified(), request, ANSWERED)
+    assert t.effects == [_record(Response.CASE_ONGOING, message="trial listed for June")]
+    s = t.state
+    assert s.clock_from == ANSWERED
+    assert s.last_activity_at == ANSWERED
+    assert s.notification is None and s.task is None
+    assert s.notification_cycle == 0
+    assert s.stage == IcrStage.ACTIVE
+    assert rules.next_step(s, ANSWERED) == Wait(datetime(2028, 1, 18, 12, 0, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("response", BILLED)
+def test_billed_response_raises_review_task(response: Response) -> None:
+    t = rules.apply_response(notified(), RespondRequest(user_login_id=CONTACT, response=response.value), ANSWERED)
+    record, task = t.effects
+    assert record == _record(response)
+    assert isinstance(task, RaiseTask)
+    assert dump(task, "detail") == {
+        "kind": "raise_task",
+        "case_reference": CASE,
+        "task_id": TASK1,
+        "task_kind": TaskKind.REVIEW,
+        "notification_id": ID1,
+        "response": response,
+        "at": ANSWERED,
+    }
+    s = t.state
+    assert s.task is not None
+    assert (s.task.kind, s.task.response, s.task.blocking, s.task.raised_at) == (
+        TaskKind.REVIEW, response, True, ANSWERED)
+    assert s.notification is None
+    assert s.clock_from == LAST
+    assert s.stage == IcrStage.LAA_REVIEW
+    assert rules.next_step(s, ANSWERED + timedelta(days=900)) == Wait(None)
+
+
+def test_no_bill_due_response_closes_with_recoupment() -> None:
+    t = rules.apply_response(notified(), RespondRequest(user_login_id=CONTACT, response="complete_no_bill_due"),
+                             ANSWERED)
+    assert t.effects == [
+        _record(Response.COMPLETE_NO_BILL_DUE),
+        CloseCertificate(case_reference=CASE, recoupment_id=RCP, recoup=True,
+                         reason="Case Complete No Bill Due", actor=CONTACT, at=ANSWERED),
+    ]
+    assert t.state.closed_at == ANSWERED
+    assert t.state.closed_reason == "Case Complete No Bill Due"
+    assert t.state.stage == IcrStage.CLOSED
+
+
+def test_response_by_cross_office_user_is_recorded_as_that_user() -> None:
+    t = rules.apply_response(notified(), RespondRequest(user_login_id="XO1", response="case_ongoing"), ANSWERED)
+    assert t.effects == [_record(Response.CASE_ONGOING, by="XO1")]
+
+
+def test_response_after_resend_supersedes_no_response_task() -> None:
+    at = N1_RETURN + timedelta(days=1)
+    t = rules.apply_response(resent(), RespondRequest(user_login_id=CONTACT, response="case_ongoing"), at)
+    record, close_t = t.effects
+    assert isinstance(record, RecordResponse)
+    assert (record.notification_id, record.response_key) == (ID2, ID2)
+    assert isinstance(close_t, CloseTask)
+    assert (close_t.task_id, close_t.decision, close_t.decided_by) == (TASK1, None, "engine")
+    assert t.state.task is None
+    assert t.state.notification_cycle == 0
+
+
+@pytest.mark.parametrize(
+    ("response", "outcome"),
+    [
+        (Response.CASE_ONGOING, "clock restarted"),
+        (Response.COMPLETE_TO_BE_BILLED, "LAA review task raised"),
+        (Response.COMPLETE_COSTS_NEGOTIATED, "LAA review task raised"),
+        (Response.COMPLETE_COURT_ASSESSMENT, "LAA review task raised"),
+        (Response.COMPLETE_NO_BILL_DUE, "certificate closed; outstanding payments on account recouped"),
+    ],
+)
+def test_response_outcome_text(response: Response, outcome: str) -> None:
+    assert rules.response_outcome(response) == outcome
+
+
+# --- apply_decision --------------------------------------------------------------------
+
+RESPONDED = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+DECIDED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+FY_END_2027 = datetime(2027, 4, 1, 0, 0, tzinfo=UK)
+
+
+def decide(s: CertificateState, decision: str, now: datetime = DECIDED, reason: str = "checked") -> Transition:
+    return rules.apply_decision(s, LaaDecisionRequest(caseworker=CASEWORKER, decision=decision, reason=reason), now)
+
+
+def test_close_decision_closes_with_recoupment() -> None:
+    t = decide(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED), "close", reason="bill not expected")
+    assert t.effects == [
+        CloseTask(case_reference=CASE, task_id=TASK1, decision=Decision.CLOSE, decided_by=CASEWORKER,
+                  reason="bill not expected", at=DECIDED),
+        CloseCertificate(case_reference=CASE, recoupment_id=RCP, recoup=True,
+                         reason="LAA decision: bill not expected", actor=CASEWORKER, at=DECIDED),
+    ]
+    assert t.state.task is None
+    assert t.state.closed_at == DECIDED
+    assert t.state.stage == IcrStage.CLOSED
+
+
+def test_close_decision_on_escalation_closes_with_recoupment() -> None:
+    at = N3_RETURN + timedelta(days=2)
+    t = decide(escalated(), "close", now=at)
+    close_t, close_c = t.effects
+    assert isinstance(close_t, CloseTask) and (close_t.task_id, close_t.decision) == (TASK3, Decision.CLOSE)
+    assert isinstance(close_c, CloseCertificate) and close_c.recoup is True and close_c.at == at
+    assert t.state.stage == IcrStage.CLOSED
+
+
+def test_close_decision_while_notification_open_closes_it_too() -> None:
+    at = N1_RETURN + timedelta(days=1)
+    t = decide(resent(), "close", now=at)
+    close_t, close_n, close_c = t.effects
+    assert isinstance(close_t, CloseTask) and close_t.task_id == TASK1
+    assert close_n == CloseNotification(case_reference=CASE, notification_id=ID2,
+                                        status=NotificationStatus.CERTIFICATE_CLOSED, at=at)
+    assert isinstance(close_c, CloseCertificate) and close_c.recoup is True
+    assert t.state.notification is None
+    assert t.state.stage == IcrStage.CLOSED
+
+
+def test_keep_open_restarts_the_clock_from_the_decision() -> None:
+    at = N3_RETURN + timedelta(days=2)
+    t = decide(escalated(), "keep_open", now=at)
+    assert t.effects == [CloseTask(case_reference=CASE, task_id=TASK3, decision=Decision.KEEP_OPEN,
+                                   decided_by=CASEWORKER, reason="checked", at=at)]
+    assert t.state.clock_from == at
+    assert t.state.notification_cycle == 0
+    assert t.state.task is None
+    assert t.state.follow_up is None
+    assert t.state.stage == IcrStage.ACTIVE
+    assert rules.next_step(t.state, at) == Wait(datetime(2028, 3, 18, 10, 0, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("response", BILLED)
+def test_keep_open_on_billed_review_sets_follow_up_at_end_of_financial_year(response: Response) -> None:
+    t = decide(reviewed(response, RESPONDED), "keep_open")
+    assert t.state.follow_up == FollowUpWatch(response=response, due_at=FY_END_2027)
+    assert t.state.follow_up.due_at.astimezone(UTC) == datetime(2027, 3, 31, 23, 0, tzinfo=UTC)
+    assert t.state.clock_from == DECIDED
+    assert t.state.stage == IcrStage.ACTIVE
+    assert rules.next_step(t.state, DECIDED) == Wait(FY_END_2027)
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        (datetime(2026, 11, 23, 15, 0, tzinfo=UTC), datetime(2027, 4, 1, 0, 0, tzinfo=UK)),
+        (datetime(2027, 3, 31, 23, 30, tzinfo=UK), datetime(2027, 4, 1, 0, 0, tzinfo=UK)),
+        (datetime(2027, 4, 1, 0, 30, tzinfo=UK), datetime(2028, 4, 1, 0, 0, tzinfo=UK)),
+        # BST: 22:30 UTC on 31 March 2026 is 23:30 UK, still 31 March
+        (datetime(2026, 3, 31, 22, 30, tzinfo=UTC), datetime(2026, 4, 1, 0, 0, tzinfo=UK)),
+        # BST: 23:30 UTC on 31 March 2026 is 00:30 UK on 1 April, the next financial year
+        (datetime(2026, 3, 31, 23, 30, tzinfo=UTC), datetime(2027, 4, 1, 0, 0, tzinfo=UK)),
+        (datetime(2027, 1, 15, 9, 0, tzinfo=UTC), datetime(2027, 4, 1, 0, 0, tzinfo=UK)),
+        (datetime(2026, 4, 1, 0, 0, tzinfo=UK), datetime(2027, 4, 1, 0, 0, tzinfo=UK)),
+    ],
+)
+def test_financial_year_end_after(at: datetime, expected: datetime) -> None:
+    result = rules.financial_year_end_after(at)
+    assert result.astimezone(UTC) == expected.astimezone(UTC)
+    assert result.astimezone(UK).replace(tzinfo=None) == expected.replace(tzinfo=None)
+
+
+def test_follow_up_is_counted_from_the_response_not_the_decision() -> None:
+    responded = datetime(2027, 3, 20, 10, 0, tzinfo=UTC)
+    decided = datetime(2027, 4, 5, 10, 0, tzinfo=UTC)
+    s = decide(reviewed(Response.COMPLETE_COSTS_NEGOTIATED, responded), "keep_open", now=decided).state
+    assert s.follow_up is not None
+    assert s.follow_up.due_at.astimezone(UTC) == datetime(2027, 3, 31, 23, 0, tzinfo=UTC)
+    t = step(s, decided)  # already past: the follow-up task goes at once
+    (task,) = t.effects
+    assert isinstance(task, RaiseTask) and task.task_kind == TaskKind.FOLLOW_UP and task.at == decided
+
+
+def test_follow_up_task_is_raised_exactly_at_due_at_when_no_bill_arrives() -> None:
+    s = decide(reviewed(Response.COMPLETE_COURT_ASSESSMENT, RESPONDED), "keep_open").state
+    assert rules.next_step(s, FY_END_2027 - SEC) == Wait(FY_END_2027)
+    t = step(s, FY_END_2027)
+    (task,) = t.effects
+    assert isinstance(task, RaiseTask)
+    assert dump(task, "detail") == {
+        "kind": "raise_task",
+        "case_reference": CASE,
+        "task_id": TASK2,
+        "task_kind": TaskKind.FOLLOW_UP,
+        "notification_id": None,
+        "response": Response.COMPLETE_COURT_ASSESSMENT,
+        "at": FY_END_2027,
+    }
+    assert t.state.follow_up is None
+    assert t.state.task is not None and t.state.task.blocking is True
+    assert t.state.stage == IcrStage.LAA_REVIEW
+
+
+def test_bill_before_the_end_of_the_financial_year_prevents_the_follow_up() -> None:
+    s = decide(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED), "keep_open").state
+    bill_at = datetime(2027, 2, 14, 11, 0, tzinfo=UTC)
+    s = rules.apply_events(s, [event("EV-BILL", "bill", bill_at)], bill_at).state
+    assert s.follow_up is None
+    assert rules.next_step(s, FY_END_2027) == Wait(datetime(2028, 10, 14, 11, 0, tzinfo=UTC))
+
+
+def test_keep_open_on_follow_up_task_sets_no_new_follow_up() -> None:
+    s = decide(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED), "keep_open").state
+    s = step(s, FY_END_2027).state
+    at = datetime(2027, 4, 10, 9, 0, tzinfo=UTC)
+    t = decide(s, "keep_open", now=at)
+    assert t.state.follow_up is None
+    assert t.state.clock_from == at
+    assert t.state.stage == IcrStage.ACTIVE
+
+
+@pytest.mark.parametrize("value", ["Close", "KEEP_OPEN", "keep open", "reopen", ""])
+def test_unknown_decision_is_refused(value: str) -> None:
+    s = reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED)
+    error = refused(rules.check_decision, s, LaaDecisionRequest(caseworker=CASEWORKER, decision=value))
+    assert error.code == "unknown_decision"
+    assert "close" in error.message and "keep_open" in error.message
+
+
+def test_decision_without_open_task_is_refused() -> None:
+    request = LaaDecisionRequest(caseworker=CASEWORKER, decision="close")
+    assert refused(rules.check_decision, notified(), request).code == "no_open_task"
+    assert refused(rules.apply_decision, notified(), request, DECIDED).code == "no_open_task"
+
+
+def test_decision_on_closed_certificate_is_refused() -> None:
+    s = decide(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED), "close").state
+    error = refused(rules.check_decision, s, LaaDecisionRequest(caseworker=CASEWORKER, decision="keep_open"))
+    assert error.code == "certificate_closed"
+
+
+def test_decision_without_caseworker_is_refused() -> None:
+    s = reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED)
+    error = refused(rules.check_decision, s, LaaDecisionRequest(caseworker=" ", decision="close"))
+    assert error.code == "missing_caseworker"
+
+
+@pytest.mark.parametrize("value", ["close", "keep_open"])
+def test_known_decision_is_accepted(value: str) -> None:
+    s = reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED)
+    assert rules.check_decision(s, LaaDecisionRequest(caseworker=CASEWORKER, decision=value)) == Decision(value)
+
+
+def test_refused_decision_is_audited_and_changes_nothing_else() -> None:
+    s = notified()
+    request = LaaDecisionRequest(caseworker=CASEWORKER, decision="close")
+    error = refused(rules.check_decision, s, request)
+    t = rules.refuse_decision(s, request, error, DECIDED, 3)
+    assert t.effects == [AuditRefusal(case_reference=CASE, refusal_key="300001416143-decision-3-refused",
+                                      actor=CASEWORKER, action="decision_refused", reason=error.message,
+                                      detail={"decision": "close"}, at=DECIDED)]
+    assert t.state.model_copy(update={"history": s.history}) == s
+
+
+# --- apply_close -----------------------------------------------------------------------
+
+CLOSED_AT = datetime(2026, 6, 10, 8, 0, tzinfo=UTC)
+
+
+def close(s: CertificateState, reason: str = "discharged", now: datetime = CLOSED_AT) -> Transition:
+    return rules.apply_close(s, CloseCertificateRequest(reason=reason, occurred_at=now), now)
+
+
+def test_close_certificate_closes_notification_and_task_without_recoupment() -> None:
+    t = close(resent())
+    assert t.effects == [
+        CloseNotification(case_reference=CASE, notification_id=ID2,
+                          status=NotificationStatus.CERTIFICATE_CLOSED, at=CLOSED_AT),
+        CloseTask(case_reference=CASE, task_id=TASK1, decision=None, decided_by="engine",
+                  reason="certificate closed: discharged", at=CLOSED_AT),
+        CloseCertificate(case_reference=CASE, recoupment_id=RCP, recoup=False,
+                         reason="closed elsewhere: discharged", actor="close_certificate", at=CLOSED_AT),
+    ]
+    assert t.state.notification is None and t.state.task is None
+    assert t.state.closed_at == CLOSED_AT
+    assert t.state.closed_reason == "closed elsewhere: discharged"
+    assert t.state.stage == IcrStage.CLOSED
+
+
+def test_close_active_certificate_only_closes_it() -> None:
+    t = close(state())
+    assert t.effects == [CloseCertificate(case_reference=CASE, recoupment_id=RCP, recoup=False,
+                                          reason="closed elsewhere: discharged", actor="close_certificate",
+                                          at=CLOSED_AT)]
+    assert t.state.stage == IcrStage.CLOSED
+
+
+def test_close_clears_a_follow_up_watch() -> None:
+    s = decide(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED), "keep_open").state
+    assert s.follow_up is not None
+    assert close(s, now=DECIDED + timedelta(days=1)).state.follow_up is None
+
+
+def test_close_on_closed_state_changes_nothing() -> None:
+    s = close(notified()).state
+    t = close(s, reason="again", now=CLOSED_AT + timedelta(days=1))
+    assert t.effects == []
+    assert t.state == s
+
+
+# --- reassign --------------------------------------------------------------------------
+
+XO = user("XO1", "case_management", "cross_office")
+NEW = user("NEW1", "case_management")
+REASSIGN = ReassignContactRequest(user_login_id="XO1", new_contact_login_id="NEW1")
+REASSIGNED_AT = datetime(2025, 1, 10, 12, 0, tzinfo=UTC)
+
+
+def test_cross_office_user_may_reassign_to_a_user_of_the_firm() -> None:
+    s = state()
+    assert rules.check_reassign(s, REASSIGN) is None
+    assert rules.authorize_reassign(s, REASSIGN, XO, NEW) is None
+    assert rules.authorize_reassign(s, REASSIGN, XO, user("NEW1", "case_management_supervisor")) is None
+
+
+@pytest.mark.parametrize(
+    ("caller", "new_contact", "code"),
+    [
+        (None, NEW, "unknown_user"),
+        (user("XO1", "case_management", "cross_office", firm=OTHER_FIRM), NEW, "wrong_firm"),
+        (user("XO1", "case_management"), NEW, "not_permitted"),
+        (user("XO1", "cross_office"), NEW, "not_permitted"),
+        (user("XO1", "office_manager", "cross_office"), NEW, "not_permitted"),
+        (XO, None, "unknown_user"),
+        (XO, user("NEW1", "case_management", firm=OTHER_FIRM), "wrong_firm"),
+        (XO, user("NEW1", "case_management", pre_silas=True), "contact_cannot_respond"),
+        (XO, user("NEW1", "bill_preparation"), "contact_cannot_respond"),
+    ],
+    ids=[
+        "unknown-caller", "caller-other-firm", "caller-not-cross-office", "cross-office-without-responding-role",
+        "office-manager", "unknown-contact", "contact-other-firm", "contact-pre-silas", "contact-cannot-respond",
+    ],
+)
+def test_reassign_is_refused(caller: User | None, new_contact: User | None, code: str) -> None:
+    assert refused(rules.authorize_reassign, state(), REASSIGN, caller, new_contact).code == code
+
+
+@pytest.mark.parametrize(
+    ("s", "request_", "code"),
+    [
+        (None, ReassignContactRequest(user_login_id="", new_contact_login_id="NEW1"), "missing_user"),
+        (None, ReassignContactRequest(user_login_id="XO1", new_contact_login_id=" "), "missing_user"),
+        ("closed", REASSIGN, "certificate_closed"),
+        ("unregistered", REASSIGN, "not_registered"),
+    ],
+)
+def test_check_reassign_refuses(s: str | None, request_: ReassignContactRequest, code: str) -> None:
+    target = {None: state, "closed": lambda: state(closed=True), "unregistered": lambda: state(reg=None)}[s]()
+    assert refused(rules.check_reassign, target, request_).code == code
+
+
+def test_apply_reassign_updates_contact_for_later_notifications() -> None:
+    t = rules.apply_reassign(state(), REASSIGN, REASSIGNED_AT)
+    assert t.effects == [UpdateContact(case_reference=CASE, new_contact_login_id="NEW1", actor="XO1",
+                                       at=REASSIGNED_AT)]
+    assert t.state.registration is not None
+    assert t.state.registration.provider_contact_login == "NEW1"
+    assert t.state.registration.provider_firm_id == FIRM
+    raised = step(t.state, DUE_608).effects[0]
+    assert isinstance(raised, RaiseNotification) and raised.assigned_to == "NEW1"
+
+
+# --- stage_of, search_attributes, status_of --------------------------------------------
+
+
+def _closed() -> CertificateState:
+    return close(notified()).state
+
+
+def _reviewing() -> CertificateState:
+    return rules.apply_response(notified(), RespondRequest(user_login_id=CONTACT, response="complete_to_be_billed"),
+                                ANSWERED).state
+
+
+STAGES = [
+    ("active", state, IcrStage.ACTIVE, None, 0),
+    ("awaiting", notified, IcrStage.AWAITING_RESPONSE, N1_DUE, 1),
+    ("overdue", overdue, IcrStage.OVERDUE, N1_DUE, 1),
+    ("resent", resent, IcrStage.AWAITING_RESPONSE, N2_DUE, 2),
+    ("review", _reviewing, IcrStage.LAA_REVIEW, None, 1),
+    ("escalated", escalated, IcrStage.ESCALATED, None, 3),
+    ("closed", _closed, IcrStage.CLOSED, None, 1),
+]
+
+
+@pytest.mark.parametrize(("build", "stage", "due", "cycle"), [s[1:] for s in STAGES], ids=[s[0] for s in STAGES])
+def test_stage_and_search_attributes(build, stage: IcrStage, due: datetime | None, cycle: int) -> None:  # noqa: ANN001
+    s = build()
+    assert rules.stage_of(s) == stage
+    assert s.stage == stage
+    assert rules.search_attributes(s) == {
+        "IcrStage": stage.value,
+        "CaseReference": CASE,
+        "ProviderFirmId": FIRM,
+        "InactivityDeadline": None if stage == IcrStage.CLOSED else DUE_608,
+        "ResponseDueDate": due,
+        "NotificationCycle": cycle,
+        "PolicyVersion": 2,
+    }
+
+
+def test_search_attribute_stage_values_are_the_contract_keywords() -> None:
+    assert [s.value for s in IcrStage] == ["Active", "AwaitingResponse", "Overdue", "LaaReview", "Escalated", "Closed"]
+
+
+def test_search_attributes_of_unregistered_certificate_have_no_firm() -> None:
+    attrs = rules.search_attributes(state(reg=None))
+    assert attrs["ProviderFirmId"] is None
+    assert attrs["CaseReference"] == CASE
+    assert attrs["InactivityDeadline"] == DUE_608
+
+
+def test_status_of_awaiting_certificate() -> None:
+    s = notified()
+    st = rules.status_of(s)
+    assert st.case_reference == CASE
+    assert st.stage == IcrStage.AWAITING_RESPONSE
+    assert st.registered is True
+    assert st.provider_firm_id == FIRM
+    assert st.provider_contact_login == CONTACT
+    assert st.last_activity_at == LAST
+    assert st.inactivity_deadline == DUE_608
+    assert st.notification_cycle == 1
+    assert st.policy_version == 2
+    assert st.open_notification == NotificationView(notification_id=ID1, assigned_to=CONTACT, date_assigned=N1,
+                                                    due_date=N1_DUE, return_date=N1_RETURN, overdue=False)
+    assert st.open_task is None
+    assert st.follow_up_due_at is None
+    assert st.on_exercise_list is False
+    assert st.recoupments == []
+    assert st.history == s.history
+    assert st.history[-1].what == f"notification {ID1} raised (cycle 1) to {CONTACT}"
+    assert st.closed_at is None and st.closed_reason is None
+
+
+def test_status_json_has_the_contract_fields() -> None:
+    doc = rules.status_of(step(notified(), N1_DUE).state).model_dump(mode="json")
+    for name in ["case_reference", "stage", "last_activity_at", "inactivity_deadline", "notification_cycle",
+                 "policy_version", "open_notification", "open_task", "recoupments", "history"]:
+        assert name in doc
+    assert doc["stage"] == "Overdue"
+    assert doc["open_notification"]["overdue"] is True
+    assert doc["open_notification"]["due_date"] == "2026-05-31T10:00:00Z"
+    assert set(doc["open_notification"]) >= {"notification_id", "assigned_to", "date_assigned", "due_date",
+                                             "return_date", "overdue"}
+
+
+def test_status_of_review_shows_open_task() -> None:
+    st = rules.status_of(_reviewing())
+    assert st.open_task == TaskView(task_id=TASK1, kind=TaskKind.REVIEW)
+    assert st.open_notification is None
+    assert st.stage == IcrStage.LAA_REVIEW
+
+
+def test_status_of_kept_open_review_shows_follow_up() -> None:
+    s = decide(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED), "keep_open").state
+    st = rules.status_of(s)
+    assert st.follow_up_due_at == FY_END_2027
+    assert st.inactivity_deadline == datetime(2028, 7, 31, 9, 0, tzinfo=UTC)  # DECIDED + 608 days
+
+
+def test_status_of_closed_certificate_has_no_deadline() -> None:
+    st = rules.status_of(_closed())
+    assert st.stage == IcrStage.CLOSED
+    assert st.inactivity_deadline is None
+    assert st.closed_at == CLOSED_AT
+    assert st.closed_reason == "closed elsewhere: discharged"
+
+
+# --- registration missing --------------------------------------------------------------
+
+
+def test_unregistered_certificate_waits_until_its_deadline() -> None:
+    assert rules.next_step(state(reg=None), DUE_608 - SEC) == Wait(DUE_608)
+
+
+def test_unregistered_certificate_due_raises_registration_missing_task() -> None:
+    t = step(state(reg=None), DUE_608)
+    (task,) = t.effects
+    assert isinstance(task, RaiseTask)
+    assert dump(task, "detail") == {
+        "kind": "raise_task",
+        "case_reference": CASE,
+        "task_id": TASK1,
+        "task_kind": TaskKind.REGISTRATION_MISSING,
+        "notification_id": None,
+        "response": None,
+        "at": DUE_608,
+    }
+    assert t.state.notification is None
+    assert t.state.notifications_raised == 0
+    assert t.state.stage == IcrStage.LAA_REVIEW
+    assert rules.status_of(t.state).open_task == TaskView(task_id=TASK1, kind=TaskKind.REGISTRATION_MISSING)
+
+
+# --- exercise responses ----------------------------------------------------------------
+
+
+def exercise(response: Response) -> ExerciseResponse:
+    return ExerciseResponse(case_reference=CASE, response=response, reported_on=date(2024, 1, 22))
+
+
+def _exercise_effects(response: Response) -> list[object]:
+    key = "300001416143-exercise"
+    return [
+        ClaimExerciseResponse(case_reference=CASE, claim_key=key, at=DUE_608),
+        RecordResponse(case_reference=CASE, response_key=key, notification_id=None, response=response,
+                       message=None, responded_by=EXERCISE_ACTOR, at=DUE_608),
+    ]
+
+
+def test_load_keeps_the_exercise_response_until_due() -> None:
+    s = state(exercise_response=exercise(Response.CASE_ONGOING))
+    assert s.exercise_response == exercise(Response.CASE_ONGOING)
+    assert s.on_exercise_list is False
+    assert rules.next_step(s, DUE_608 - SEC) == Wait(DUE_608)
+
+
+def test_exercise_case_ongoing_applied_when_due_restarts_the_clock() -> None:
+    t = step(state(exercise_response=exercise(Response.CASE_ONGOING)), DUE_608)
+    assert t.effects == _exercise_effects(Response.CASE_ONGOING)
+    assert EXERCISE_ACTOR == "LAA (exercise)"
+    s = t.state
+    assert s.on_exercise_list is True
+    assert s.exercise_response is None
+    assert s.notification is None and s.notifications_raised == 0
+    assert s.clock_from == DUE_608
+    assert s.last_activity_at == DUE_608
+    assert s.stage == IcrStage.ACTIVE
+
+
+@pytest.mark.parametrize("response", BILLED)
+def test_exercise_billed_response_applied_when_due_raises_review_task(response: Response) -> None:
+    t = step(state(exercise_response=exercise(response)), DUE_608)
+    claim, record, task = t.effects
+    assert [claim, record] == _exercise_effects(response)
+    assert isinstance(task, RaiseTask)
+    assert (task.task_id, task.task_kind, task.response, task.notification_id, task.at) == (
+        TASK1, TaskKind.REVIEW, response, None, DUE_608)
+    assert t.state.on_exercise_list is True
+    assert t.state.notification is None
+    assert t.state.stage == IcrStage.LAA_REVIEW
+
+
+def test_exercise_no_bill_due_applied_when_due_closes_with_recoupment() -> None:
+    t = step(state(exercise_response=exercise(Response.COMPLETE_NO_BILL_DUE)), DUE_608)
+    assert t.effects == _exercise_effects(Response.COMPLETE_NO_BILL_DUE) + [
+        CloseCertificate(case_reference=CASE, recoupment_id=RCP, recoup=True, reason="Case Complete No Bill Due",
+                         actor=EXERCISE_ACTOR, at=DUE_608)
+    ]
+    assert t.state.on_exercise_list is True
+    assert t.state.stage == IcrStage.CLOSED
+
+
+def test_exercise_response_is_used_once_and_the_certificate_is_never_resent() -> None:
+    ex = exercise(Response.CASE_ONGOING)
+    s = step(state(exercise_response=ex), DUE_608).state
+    # The registry still lists it: reloading must not re-arm it.
+    s = rules.load(s, snapshot(exercise_response=ex), DUE_608 + SEC).state
+    assert s.exercise_response is None
+    again = DUE_608 + timedelta(days=608)  # 2028-01-15T10:00Z
+    assert rules.next_step(s, DUE_608 + SEC) == Wait(datetime(2028, 1, 15, 10, 0, tzinfo=UTC))
+    t = step(s, again)
+    (raised,) = t.effects
+    assert isinstance(raised, RaiseNotification)
+    assert (raised.notification_id, raised.cycle, raised.assigned_to) == (ID1, 1, CONTACT)
+    returned = step(t.state, again + timedelta(days=21))
+    assert [type(e) for e in returned.effects] == [CloseNotification, RaiseTask]
+    assert returned.effects[1].task_kind == TaskKind.NO_RESPONSE
+    assert returned.state.task is not None and returned.state.task.blocking is True
+    assert returned.state.notification is None
+    assert returned.state.stage == IcrStage.LAA_REVIEW
