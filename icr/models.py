@@ -8,7 +8,7 @@ sandbox can pass them through.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -101,12 +101,13 @@ ENGINE_ACTOR = "engine"
 
 
 class Policy(Model):
-    """One version of the inactivity policy. Durations are exact days of 24 hours."""
+    """One version of the inactivity policy. Every period is an exact duration (14 days is
+    14 x 24 hours), never rounded to calendar days."""
 
     version: int
     inactivity_days: int
-    response_due_days: int = 14
-    return_days: int = 21
+    response_due: timedelta = timedelta(days=14)
+    return_after: timedelta = timedelta(days=21)
     max_unanswered_cycles: int = 3
     effective_from: datetime
 

@@ -497,8 +497,8 @@ def _raise_notification(s: CertificateState, now: datetime) -> RaiseNotification
         cycle=s.notification_cycle,
         assigned_to=s.registration.provider_contact_login,
         date_assigned=now,
-        due_date=now + timedelta(days=s.policy.response_due_days),
-        return_date=now + timedelta(days=s.policy.return_days),
+        due_date=now + s.policy.response_due,
+        return_date=now + s.policy.return_after,
     )
     s.notification = notification
     _note(s, now, f"notification {notification.notification_id} raised "

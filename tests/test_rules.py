@@ -708,7 +708,7 @@ def test_activity_during_open_notification_closes_it_and_restarts_the_clock() ->
     assert t.state.clock_from == at
     assert t.state.notification_cycle == 0
     assert t.state.stage == IcrStage.ACTIVE
-    assert rules.next_step(t.state, at) == Wait(datetime(2028, 1, 16, 10, 0, tzinfo=UTC))
+    assert rules.next_step(t.state, at) == Wait(datetime(2028, 1, 17, 10, 0, tzinfo=UTC))
 
 
 def test_newer_event_after_resend_resets_cycle_and_supersedes_no_response_task() -> None:
@@ -1019,7 +1019,7 @@ def test_keep_open_restarts_the_clock_from_the_decision() -> None:
     assert t.state.task is None
     assert t.state.follow_up is None
     assert t.state.stage == IcrStage.ACTIVE
-    assert rules.next_step(t.state, at) == Wait(datetime(2028, 3, 18, 10, 0, tzinfo=UTC))
+    assert rules.next_step(t.state, at) == Wait(datetime(2028, 3, 20, 10, 0, tzinfo=UTC))
 
 
 @pytest.mark.parametrize("response", BILLED)
@@ -1137,11 +1137,13 @@ def test_refused_decision_is_audited_and_changes_nothing_else() -> None:
     s = notified()
     request = LaaDecisionRequest(caseworker=CASEWORKER, decision="close")
     error = refused(rules.check_decision, s, request)
-    t = rules.refuse_decision(s, request, error, DECIDED, 3)
-    assert t.effects == [AuditRefusal(case_reference=CASE, refusal_key="300001416143-decision-3-refused",
+    t = rules.refuse_decision(s, request, error, DECIDED)
+    assert t.effects == [AuditRefusal(case_reference=CASE, refusal_key="300001416143-decision-1-refused",
                                       actor=CASEWORKER, action="decision_refused", reason=error.message,
                                       detail={"decision": "close"}, at=DECIDED)]
-    assert t.state.model_copy(update={"history": s.history}) == s
+    assert t.state.model_copy(update={"history": s.history, "refusals": s.refusals}) == s
+    again = rules.refuse_decision(t.state, request, error, DECIDED + SEC)
+    assert again.effects[0].refusal_key == "300001416143-decision-2-refused"
 
 
 # --- apply_close -----------------------------------------------------------------------
@@ -1250,6 +1252,15 @@ def test_apply_reassign_updates_contact_for_later_notifications() -> None:
     assert t.state.registration.provider_firm_id == FIRM
     raised = step(t.state, DUE_608).effects[0]
     assert isinstance(raised, RaiseNotification) and raised.assigned_to == "NEW1"
+
+
+def test_notification_letter_shows_due_date_in_uk_time_and_the_five_responses() -> None:
+    letter = rules.notification_letter(CASE, datetime(2026, 5, 31, 23, 30, tzinfo=UTC))  # 00:30 BST, 1 June
+    assert "300001416143" in letter
+    assert "01 June 2026" in letter
+    for label in ["Case Ongoing", "Case Complete to be Billed", "Case Complete Costs Negotiated",
+                  "Case Complete Court Assessment", "Case Complete No Bill Due"]:
+        assert label in letter
 
 
 # --- stage_of, search_attributes, status_of --------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -56,7 +56,7 @@ async def _audit(conn: asyncpg.Connection, key: str, case_reference: str | None,
 def _policy(row: asyncpg.Record) -> Policy:
     return Policy(
         version=row["version"], inactivity_days=row["inactivity_days"],
-        response_due_days=row["response_due_days"], return_days=row["return_days"],
+        response_due=row["response_due"], return_after=row["return_after"],
         max_unanswered_cycles=row["max_unanswered_cycles"], effective_from=row["effective_from"],
     )
 
@@ -381,16 +381,17 @@ class Store:
             return Upserted("imported" if old is None else "updated")
 
     async def add_policy_version(self, inactivity_days: int, effective_from: datetime, actor: str,
-                                 note: str, at: datetime, response_due_days: int = 14,
-                                 return_days: int = 21, max_unanswered_cycles: int = 3) -> Policy:
+                                 note: str, at: datetime, response_due: timedelta = timedelta(days=14),
+                                 return_after: timedelta = timedelta(days=21),
+                                 max_unanswered_cycles: int = 3) -> Policy:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("LOCK TABLE policy_versions IN EXCLUSIVE MODE")
             version = await conn.fetchval("SELECT coalesce(max(version), 0) + 1 FROM policy_versions")
             row = await conn.fetchrow(
-                """INSERT INTO policy_versions (version, inactivity_days, response_due_days, return_days,
+                """INSERT INTO policy_versions (version, inactivity_days, response_due, return_after,
                        max_unanswered_cycles, effective_from, created_by, created_at, note)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *""",
-                version, inactivity_days, response_due_days, return_days, max_unanswered_cycles,
+                version, inactivity_days, response_due, return_after, max_unanswered_cycles,
                 effective_from, actor, at, note)
             await _audit(conn, f"policy-{version}", None, actor, "policy_changed",
                          {"version": version, "inactivity_days": inactivity_days,

@@ -96,14 +96,14 @@ CREATE INDEX recoupments_case ON recoupments (case_reference);
 CREATE TABLE policy_versions (
     version                integer PRIMARY KEY,
     inactivity_days        integer NOT NULL CHECK (inactivity_days > 0),
-    response_due_days      integer NOT NULL DEFAULT 14 CHECK (response_due_days > 0),
-    return_days            integer NOT NULL DEFAULT 21,
+    response_due           interval NOT NULL DEFAULT interval '14 days' CHECK (response_due > interval '0'),
+    return_after           interval NOT NULL DEFAULT interval '21 days',
     max_unanswered_cycles  integer NOT NULL DEFAULT 3 CHECK (max_unanswered_cycles > 0),
     effective_from         timestamptz NOT NULL,
     created_by             text NOT NULL,
     created_at             timestamptz NOT NULL DEFAULT now(),
     note                   text NOT NULL DEFAULT '',
-    CHECK (return_days > response_due_days)
+    CHECK (return_after > response_due)
 );
 INSERT INTO policy_versions (version, inactivity_days, effective_from, created_by, note) VALUES
     (1, 365, '2000-01-01T00:00:00Z', 'migration',
