@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -19,6 +20,7 @@ from activities.certificate_activities import CertificateActivities
 from icr.db.migrate import migrate
 from icr.db.store import Store
 from icr.search_attributes import CLI_TYPES
+from icr.servers import Services, services
 from icr.settings import Settings
 from workflows.certificate import CertificateWorkflow
 
@@ -85,3 +87,21 @@ def build_worker(client: Client, store: Store, settings: Settings) -> Worker:
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
+
+
+@dataclass
+class Runtime:
+    client: Client
+    store: Store
+    services: Services
+    settings: Settings
+
+
+@contextlib.asynccontextmanager
+async def connected(settings: Settings) -> AsyncIterator[Runtime]:
+    """The servers (embedded unless configured), a Temporal client and a migrated database."""
+    async with services(settings) as svc:
+        client = await connect_temporal(settings, svc.temporal_address)
+        await ensure_search_attributes(client, settings.temporal_namespace)
+        async with database(svc.database_url, settings.db_pool_size) as store:
+            yield Runtime(client, store, svc, settings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from icr.models import (
@@ -55,7 +55,7 @@ from icr.models import (
 )
 
 UK = ZoneInfo("Europe/London")
-CASE_REFERENCE = re.compile(r"3000\d{8}")
+CASE_REFERENCE = re.compile(r"3000[0-9]{8}")
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MESSAGE_MAX_CHARS = 2000
 EVENT_ID_MAX_CHARS = 200
@@ -279,7 +279,9 @@ def notification_letter(case_reference: str, due_date: datetime) -> str:
 
 
 def start_of_day_uk(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UK)
+    # In UTC: adding days to a Europe/London time would count wall-clock days, an hour off
+    # across a clock change; every period here is an exact duration.
+    return datetime.combine(day, time(0), tzinfo=UK).astimezone(timezone.utc)
 
 
 def inactivity_deadline(state: CertificateState) -> datetime | None:
@@ -292,7 +294,7 @@ def financial_year_end_after(at: datetime) -> datetime:
     """The end of the 31 March (UK time) on or after `at`: midnight starting 1 April."""
     local = at.astimezone(UK)
     year = local.year if (local.month, local.day) <= (3, 31) else local.year + 1
-    return datetime(year, 4, 1, tzinfo=UK)
+    return datetime(year, 4, 1, tzinfo=UK).astimezone(timezone.utc)
 
 
 # --- state transitions -----------------------------------------------------------------

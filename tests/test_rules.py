@@ -628,7 +628,7 @@ def test_max_unanswered_cycles_is_policy() -> None:
 
 
 def test_response_periods_are_policy() -> None:
-    short = POLICY_608.model_copy(update={"response_due_days": 7, "return_days": 10})
+    short = POLICY_608.model_copy(update={"response_due": timedelta(days=7), "return_after": timedelta(days=10)})
     n = notified(policy=short).notification
     assert n is not None
     assert n.due_date == datetime(2026, 5, 24, 10, 0, tzinfo=UTC)
