@@ -87,6 +87,11 @@ class Transition:
 
 
 @dataclass
+class Reload:
+    """A new policy version takes effect now: read the registry again."""
+
+
+@dataclass
 class Wait:
     """Nothing to do until `until` (or a message); None means only a message can help."""
 
@@ -341,9 +346,7 @@ def load(state: CertificateState, snapshot: CertificateSnapshot, now: datetime) 
     anchor = s.last_activity_at
     if anchor is None and s.registration is not None:
         anchor = start_of_day_uk(s.registration.granted_on)
-    if s.clock_from is None:
-        s.clock_from = anchor or now
-    elif anchor is not None and anchor > s.clock_from:
+    if anchor is not None and (s.clock_from is None or anchor > s.clock_from):
         s.clock_from = anchor
     if first:
         _note(s, now, "review started" if s.registration else "review started (not registered)")
@@ -418,11 +421,13 @@ def apply_policy(state: CertificateState, policy: Policy, next_change_at: dateti
     return _settle(Transition(s))
 
 
-def next_step(state: CertificateState, now: datetime) -> Transition | Wait:
+def next_step(state: CertificateState, now: datetime) -> Transition | Reload | Wait:
     """What the passage of time asks for now, or when to look again."""
     s = state
     if s.closed_at is not None or s.policy is None:
         return Wait(None)
+    if s.next_policy_change_at is not None and now >= s.next_policy_change_at:
+        return Reload()
     wakes: list[datetime] = []
     if s.next_policy_change_at is not None:
         wakes.append(s.next_policy_change_at)
@@ -454,9 +459,8 @@ def next_step(state: CertificateState, now: datetime) -> Transition | Wait:
         if not blocked:
             wakes.append(s.follow_up.due_at)
 
-    if n is None and not blocked:
-        deadline = inactivity_deadline(s)
-        assert deadline is not None
+    deadline = inactivity_deadline(s)  # None until a registration or an event starts the clock
+    if n is None and not blocked and deadline is not None:
         if now >= deadline:
             return _fall_due(s, now)
         wakes.append(deadline)

@@ -4,6 +4,7 @@ migrated template), the Temporal test server with time skipping, and helpers."""
 from __future__ import annotations
 
 import shutil
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -77,13 +78,15 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 
 
 def binary(name: str) -> str:
-    found = shutil.which(name) or str(Path(__import__("sys").executable).parent / name)
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
     assert Path(found).exists(), f"{name} is not installed in the venv"
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server per test: time skipping is global to the server, so timers of
+    another test's workflows would otherwise hold it up."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=binary("temporal-test-server"))
@@ -100,6 +103,7 @@ class Engine:
     client: Client
     store: Store
     task_queue: str
+    ref: str  # a certificate of this test's own
 
     async def start(self, case_reference: str, **extra: object) -> WorkflowHandle:
         return await self.client.start_workflow(
@@ -116,7 +120,7 @@ async def engine(time_env: WorkflowEnvironment, store: Store) -> AsyncIterator[E
     settings = Settings(task_queue=task_queue)
     worker: Worker = build_worker(time_env.client, store, settings)
     async with worker:
-        yield Engine(time_env, time_env.client, store, task_queue)
+        yield Engine(time_env, time_env.client, store, task_queue, f"3000{uuid.uuid4().int % 10**8:08d}")
 
 
 # --- registry helpers ------------------------------------------------------------------

@@ -358,11 +358,23 @@ def test_deadline_from_summer_grant_date_is_exactly_608_days_of_24_hours() -> No
     assert isinstance(rules.next_step(s, exact), Transition)
 
 
-def test_load_of_unregistered_certificate_without_activity_starts_clock_at_load() -> None:
+def test_load_of_unregistered_certificate_without_activity_waits_for_its_first_event() -> None:
     s = state(reg=None, last_activity_at=None)
     assert s.registration is None
-    assert s.clock_from == LOADED_AT
+    assert s.clock_from is None and rules.inactivity_deadline(s) is None
     assert [h.what for h in s.history] == ["review started (not registered)"]
+    assert rules.next_step(s, LOADED_AT + timedelta(days=5000)) == rules.Wait(None)
+    # An old event reported later starts the clock from the event, not from the load.
+    event = ActivityEvent(event_id="a1", kind="application", occurred_at=LOADED_AT - timedelta(days=700))
+    s = rules.apply_events(s, [event], LOADED_AT).state
+    assert s.clock_from == event.occurred_at
+
+
+def test_policy_version_taking_effect_asks_for_a_reload() -> None:
+    change = LOADED_AT + timedelta(days=10)
+    s = state(next_policy_change_at=change)
+    assert isinstance(rules.next_step(s, change - timedelta(seconds=1)), rules.Wait)
+    assert rules.next_step(s, change) == rules.Reload()
 
 
 def test_load_takes_policy_and_next_policy_change() -> None:

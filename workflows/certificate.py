@@ -93,6 +93,9 @@ class CertificateWorkflow:
                 if isinstance(step, rules.Transition):
                     await self._apply(step)
                     continue
+                if isinstance(step, rules.Reload):
+                    self._reload = True
+                    continue
             if self._should_continue_as_new():
                 await self._continue_as_new(input)
             self._changed = False

@@ -397,3 +397,9 @@ class Store:
                          {"version": version, "inactivity_days": inactivity_days,
                           "effective_from": effective_from.isoformat(), "note": note}, at)
             return _policy(row)
+
+    async def firms_with_users(self, firm_ids: list[str]) -> set[str]:
+        """Those of `firm_ids` that are known: at least one user in the directory."""
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT provider_firm_id FROM users WHERE provider_firm_id = ANY($1::text[])", firm_ids)
+        return {r["provider_firm_id"] for r in rows}

@@ -1,0 +1,23 @@
+# Inactive Case Review worker image.
+# Under docker-compose.yml, TEMPORAL_ADDRESS and DATABASE_URL are always set, so the embedded
+# Temporal dev server and embedded PostgreSQL are never started in this image. Their packages
+# are still installed because they are ordinary dependencies in pyproject.toml.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    ICR_DATA_DIR=/app/.data
+
+WORKDIR /app
+COPY . .
+# No [test] extras: the image runs the worker (and starter.py for operators), not the tests.
+RUN pip install --no-cache-dir . \
+    && useradd --system --create-home --uid 10001 --user-group icr \
+    && mkdir -p "$ICR_DATA_DIR" \
+    && chown icr:icr "$ICR_DATA_DIR"
+
+USER icr
+
+# Exec form: python receives SIGTERM directly (docker stop / compose down) and drains the worker.
+CMD ["python", "worker.py"]

@@ -1,0 +1,215 @@
+"""`./run demo`: firms, users and certificates with payments on account and activity
+histories, loaded through the same CSV import as production, then driven through every
+branch so a newcomer can watch them in the Web UI.
+
+So that overdue and escalated certificates appear within minutes rather than weeks, the demo
+adds a "demo pace" policy version to its own (embedded) database: inactivity stays 608 days,
+but responses fall due after 1 minute and are returned after 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import signal
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import structlog
+from temporalio.client import WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+from icr import importer, rules
+from icr.engine import Runtime, build_worker
+from icr.search_attributes import SEARCH_ATTRIBUTES
+from icr.models import (
+    ActivityEvent,
+    CertificateInput,
+    CertificateStatus,
+    CloseCertificateRequest,
+    IcrStage,
+    LaaDecisionRequest,
+    RespondRequest,
+)
+
+log = structlog.get_logger("demo")
+DAY = timedelta(days=1)
+DEMO_NOTE = "demo pace: responses due in 1 minute, returned after 2"
+
+USERS = [
+    # login_id, firm, roles, pre_silas
+    ("JSMITH", "26517", "case_management", "false"),
+    ("AJONES", "26517", "case_management;cross_office", "false"),
+    ("OMANAGER", "26517", "office_manager", "false"),
+    ("LEGACY01", "26517", "case_management", "true"),
+    ("PKHAN", "40001", "case_management_supervisor", "false"),
+    ("BWILLIAMS", "40001", "bill_preparation", "false"),
+    ("CEVANS", "51234", "case_management;cross_office", "false"),
+]
+
+# What the demo does with each certificate: (plan, firm, contact)
+PLANS = [
+    ("active", "26517", "JSMITH"), ("active", "40001", "PKHAN"), ("active", "51234", "CEVANS"),
+    ("ongoing", "26517", "JSMITH"),
+    ("billed_keep_open", "26517", "JSMITH"),
+    ("costs_negotiated_review", "40001", "PKHAN"),
+    ("court_assessment_close", "51234", "CEVANS"),
+    ("no_bill_due", "26517", "LEGACY01"),
+    ("activity_during_notification", "40001", "PKHAN"),
+    ("discharged", "51234", "CEVANS"),
+    ("unanswered", "26517", "JSMITH"), ("unanswered", "40001", "PKHAN"), ("unanswered", "51234", "CEVANS"),
+    ("staggered", "26517", "JSMITH"), ("staggered", "40001", "PKHAN"), ("staggered", "51234", "CEVANS"),
+    ("staggered", "26517", "LEGACY01"),
+    ("exercise_ongoing", "26517", "JSMITH"), ("exercise_billed", "40001", "PKHAN"),
+]
+UNREGISTERED = "300009999001"
+
+
+@dataclass
+class DemoCertificate:
+    case_reference: str
+    plan: str
+    firm: str
+    contact: str
+    last_activity_at: datetime
+    poa_paid: str
+
+
+def demo_certificates(now: datetime) -> list[DemoCertificate]:
+    due_now = now - 608 * DAY - timedelta(minutes=1)
+    certificates = []
+    for i, (plan, firm, contact) in enumerate(PLANS):
+        if plan == "active":
+            last = now - (30 + 100 * i) * DAY
+        elif plan == "staggered":  # fall due one after another over the next minutes
+            last = now - 608 * DAY + timedelta(minutes=2 + 2 * i - 26)
+        else:
+            last = due_now
+        certificates.append(DemoCertificate(
+            case_reference=f"3000014161{i:02d}", plan=plan, firm=firm, contact=contact,
+            last_activity_at=last, poa_paid=f"{(i % 4) * 750}.00"))
+    return certificates
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+async def seed(rt: Runtime, now: datetime) -> list[DemoCertificate]:
+    folder = rt.settings.data_dir / "demo"
+    certificates = demo_certificates(now)
+    policy, _ = await rt.store.policy_in_force(now)
+    if policy.inactivity_days != 608 or policy.response_due != timedelta(minutes=1):
+        await rt.store.add_policy_version(608, now - timedelta(seconds=1), "demo", DEMO_NOTE, now,
+                                          response_due=timedelta(minutes=1),
+                                          return_after=timedelta(minutes=2))
+    users = write_csv(folder / "users.csv", ["login_id", "provider_firm_id", "roles", "pre_silas"],
+                      [list(u) for u in USERS])
+    certs = write_csv(
+        folder / "certificates.csv",
+        ["case_reference", "provider_firm_id", "office_code", "provider_contact_login", "granted_on",
+         "last_activity_at", "poa_paid", "poa_recouped"],
+        [[c.case_reference, c.firm, "2L847Q", c.contact, (c.last_activity_at - 200 * DAY).date().isoformat(),
+          c.last_activity_at.isoformat(), c.poa_paid, "0.00"] for c in certificates])
+    exercise = write_csv(
+        folder / "exercise-responses.csv", ["case_reference", "response", "reported_on"],
+        [[c.case_reference, "case_ongoing" if c.plan == "exercise_ongoing" else "complete_to_be_billed",
+          "2024-01-31"] for c in certificates if c.plan.startswith("exercise")])
+    for report in [
+        await importer.import_users(rt.store, users, actor="demo", now=now),
+        await importer.import_exercise_responses(rt.store, rt.client, exercise, actor="demo", now=now,
+                                                 task_queue=rt.settings.task_queue),
+        await importer.import_certificates(rt.store, rt.client, certs, actor="demo", now=now,
+                                           task_queue=rt.settings.task_queue),
+    ]:
+        print(f"  {report.summary()}")
+    # An activity source reports on a certificate the registry does not know.
+    await rt.client.start_workflow(
+        "CertificateWorkflow", CertificateInput(case_reference=UNREGISTERED),
+        id=rules.workflow_id_for(UNREGISTERED), task_queue=rt.settings.task_queue,
+        start_signal="record_activity",
+        start_signal_args=[ActivityEvent(event_id="demo-unregistered-1", kind="amendment",
+                                         occurred_at=now - 700 * DAY, source="demo")],
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    return certificates
+
+
+async def _when(handle: WorkflowHandle, ready, timeout: float = 60) -> CertificateStatus | None:
+    for _ in range(int(timeout * 4)):
+        status = await handle.query("status", result_type=CertificateStatus)
+        if ready(status):
+            return status
+        await asyncio.sleep(0.25)
+    return None
+
+
+async def drive(rt: Runtime, certificate: DemoCertificate) -> None:
+    """Take one certificate down its branch, as its provider and caseworker would."""
+    handle = rt.client.get_workflow_handle(rules.workflow_id_for(certificate.case_reference))
+    plan = certificate.plan
+    responses = {
+        "ongoing": "case_ongoing", "billed_keep_open": "complete_to_be_billed",
+        "costs_negotiated_review": "complete_costs_negotiated",
+        "court_assessment_close": "complete_court_assessment", "no_bill_due": "complete_no_bill_due",
+    }
+    if plan in responses or plan in ("activity_during_notification", "discharged"):
+        status = await _when(handle, lambda s: s.open_notification is not None)
+        if status is None:
+            return  # already driven on an earlier run
+    if plan in responses:
+        responder = "AJONES" if certificate.contact == "LEGACY01" else certificate.contact
+        await handle.execute_update("respond", RespondRequest(
+            user_login_id=responder, response=responses[plan], message="demo response"), result_type=dict)
+    if plan == "activity_during_notification":
+        await handle.signal("record_activity", ActivityEvent(
+            event_id=f"demo-{certificate.case_reference}-bill", kind="bill",
+            occurred_at=datetime.now(timezone.utc), source="demo"))
+    if plan == "discharged":
+        await handle.signal("close_certificate", CloseCertificateRequest(
+            reason="discharged", occurred_at=datetime.now(timezone.utc)))
+    if plan in ("billed_keep_open", "court_assessment_close"):
+        decision = "keep_open" if plan == "billed_keep_open" else "close"
+        if await _when(handle, lambda s: s.open_task is not None and s.open_task.kind == "review"):
+            await handle.signal("laa_decision", LaaDecisionRequest(
+                caseworker="LAA-CW-01", decision=decision, reason=f"demo: {decision}"))
+
+
+async def print_stages(rt: Runtime) -> None:
+    counts: dict[str, list[str]] = {stage.value: [] for stage in IcrStage}
+    async for execution in rt.client.list_workflows("WorkflowType = 'CertificateWorkflow'"):
+        stage = execution.typed_search_attributes.get(SEARCH_ATTRIBUTES["IcrStage"])
+        if stage in counts:
+            counts[stage].append(execution.id.removeprefix("certificate-"))
+    for stage, refs in counts.items():
+        print(f"  {stage:<17} {len(refs):>3}  {' '.join(sorted(refs)[:6])}{' ...' if len(refs) > 6 else ''}")
+
+
+async def run_demo(rt: Runtime, keep_running: bool) -> int:
+    now = datetime.now(timezone.utc)
+    print("Seeding demo data through the CSV import ...")
+    async with build_worker(rt.client, rt.store, rt.settings):
+        certificates = await seed(rt, now)
+        await asyncio.gather(*(drive(rt, c) for c in certificates))
+        await asyncio.sleep(2)  # visibility is eventually consistent
+        print("Certificates by stage (unanswered ones go Overdue after 1 minute and are escalated "
+              "after their third notification, about 6 minutes):")
+        await print_stages(rt)
+        ui = rt.services.ui_url or "(your Temporal Web UI)"
+        print(f"\nTemporal Web UI: {ui}/namespaces/{rt.settings.temporal_namespace}/workflows")
+        print("  list filter for overdue certificates of a firm:  IcrStage = 'Overdue' AND ProviderFirmId = '26517'")
+        print("  everything waiting for a caseworker:             IcrStage IN ('LaaReview', 'Escalated')")
+        if keep_running:
+            print("\nThe worker keeps running; press Ctrl-C to stop.", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+    return 0

@@ -1,0 +1,372 @@
+"""The operator's command line for the Inactive Case Review engine.
+
+Uses TEMPORAL_ADDRESS / DATABASE_URL when set; otherwise the embedded servers under the
+data directory (shared with a running `./run demo` or worker). Every subcommand has --help,
+prints a clear error and exits non-zero on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from icr import importer, rules
+from icr.engine import Runtime, connected
+from icr.logs import configure_logging
+from icr.models import (
+    ActivityEvent,
+    CertificateInput,
+    CertificateStatus,
+    CloseCertificateRequest,
+    IcrStage,
+    LaaDecisionRequest,
+    ReassignContactRequest,
+    RespondRequest,
+)
+from icr.settings import Settings
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """Bad input or a refusal: printed as `error: ...`, exit non-zero."""
+
+    def __init__(self, message: str, code: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _case_reference(value: str) -> str:
+    try:
+        return rules.check_case_reference(value)
+    except rules.Refused as refused:
+        raise argparse.ArgumentTypeError(refused.message) from None
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time, e.g. 2026-05-17T09:30:00+01:00") from None
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} has no timezone; add one, e.g. +00:00")
+    return parsed
+
+
+def _handle(client: Client, case_reference: str) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle(rules.workflow_id_for(case_reference))
+
+
+async def _status(client: Client, case_reference: str) -> CertificateStatus:
+    try:
+        return await _handle(client, case_reference).query("status", result_type=CertificateStatus)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise CliError(f"certificate {case_reference} has no review workflow (not imported, "
+                           "and no activity recorded)") from None
+        raise
+    except WorkflowQueryFailedError as err:
+        raise CliError(f"status of {case_reference} failed: {err}") from None
+
+
+def _refusal_text(err: WorkflowUpdateFailedError) -> str:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return f"{cause.message} [{cause.type}]"
+    return str(cause or err)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+# --- subcommands -------------------------------------------------------------------------
+
+
+async def cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
+    path: Path = args.file
+    if not path.is_file():
+        raise CliError(f"{path}: no such file", EXIT_USAGE)
+    actor = args.actor
+    try:
+        if args.kind == "users":
+            report = await importer.import_users(rt.store, path, actor=actor, now=_now())
+        elif args.kind == "certificates":
+            report = await importer.import_certificates(rt.store, rt.client, path, actor=actor, now=_now(),
+                                                        task_queue=rt.settings.task_queue)
+        else:
+            report = await importer.import_exercise_responses(rt.store, rt.client, path, actor=actor,
+                                                              now=_now(), task_queue=rt.settings.task_queue)
+    except importer.ImportFileError as err:
+        raise CliError(str(err)) from None
+    for error in report.refused:
+        print(f"{path}: {error}", file=sys.stderr)
+    print(report.summary())
+    return 0 if report.ok else EXIT_REFUSED
+
+
+async def cmd_record_activity(rt: Runtime, args: argparse.Namespace) -> int:
+    event = ActivityEvent(event_id=args.event_id, kind=args.kind, occurred_at=args.occurred_at,
+                          source=args.source)
+    try:
+        rules.check_event(event, _now())
+    except rules.Refused as refused:
+        raise CliError(refused.message) from None
+    try:
+        await rt.client.start_workflow(
+            "CertificateWorkflow", CertificateInput(case_reference=args.case_reference),
+            id=rules.workflow_id_for(args.case_reference), task_queue=rt.settings.task_queue,
+            start_signal="record_activity", start_signal_args=[event],
+            # A closed certificate stays closed: never start a second review for it.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    except WorkflowAlreadyStartedError:
+        raise CliError(f"certificate {args.case_reference} is closed; the event was not recorded") from None
+    print(f"recorded {event.kind} {event.event_id} for {args.case_reference}")
+    return 0
+
+
+async def cmd_respond(rt: Runtime, args: argparse.Namespace) -> int:
+    request = RespondRequest(user_login_id=args.user, response=args.response, message=args.message)
+    await _status(rt.client, args.case_reference)
+    try:
+        result = await _handle(rt.client, args.case_reference).execute_update(
+            "respond", request, result_type=dict)
+    except WorkflowUpdateFailedError as err:
+        raise CliError(f"response refused: {_refusal_text(err)}") from None
+    _print_json(result)
+    return 0
+
+
+async def cmd_decide(rt: Runtime, args: argparse.Namespace) -> int:
+    request = LaaDecisionRequest(caseworker=args.caseworker, decision=args.decision, reason=args.reason)
+    status = await _status(rt.client, args.case_reference)
+    if status.open_task is None:
+        raise CliError(f"certificate {args.case_reference} has no open LAA task to decide "
+                       f"(stage {status.stage.value})")
+    await _handle(rt.client, args.case_reference).signal("laa_decision", request)
+    print(f"decision {args.decision} sent for task {status.open_task.task_id} of {args.case_reference}")
+    return 0
+
+
+async def cmd_reassign(rt: Runtime, args: argparse.Namespace) -> int:
+    request = ReassignContactRequest(user_login_id=args.user, new_contact_login_id=args.new_contact)
+    await _status(rt.client, args.case_reference)
+    try:
+        result = await _handle(rt.client, args.case_reference).execute_update(
+            "reassign_contact", request, result_type=dict)
+    except WorkflowUpdateFailedError as err:
+        raise CliError(f"reassignment refused: {_refusal_text(err)}") from None
+    _print_json(result)
+    return 0
+
+
+async def cmd_close(rt: Runtime, args: argparse.Namespace) -> int:
+    if not args.reason.strip():
+        raise CliError("--reason must not be empty", EXIT_USAGE)
+    status = await _status(rt.client, args.case_reference)
+    if status.stage == IcrStage.CLOSED:
+        raise CliError(f"certificate {args.case_reference} is already closed")
+    await _handle(rt.client, args.case_reference).signal(
+        "close_certificate", CloseCertificateRequest(reason=args.reason, occurred_at=args.occurred_at or _now()))
+    print(f"close sent for {args.case_reference}")
+    return 0
+
+
+async def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
+    status = await _status(rt.client, args.case_reference)
+    print(status.model_dump_json(indent=2))
+    return 0
+
+
+def list_query(stage: str | None, firm: str | None) -> str:
+    clauses = ["WorkflowType = 'CertificateWorkflow'"]
+    if stage:
+        clauses.append(f"IcrStage = '{stage}'")
+    if firm:
+        clauses.append(f"ProviderFirmId = '{firm}'")
+    return " AND ".join(clauses)
+
+
+async def cmd_list(rt: Runtime, args: argparse.Namespace) -> int:
+    query = list_query(args.stage, args.firm)
+    print(f"# {query}")
+    count = 0
+    async for execution in rt.client.list_workflows(query, limit=args.limit):
+        attrs = execution.typed_search_attributes
+        values = {key.name: attrs.get(key) for key in attrs}
+        print(f"{values.get('CaseReference', execution.id):<14} {values.get('IcrStage', '?'):<17} "
+              f"firm {values.get('ProviderFirmId') or '-':<8} "
+              f"deadline {values.get('InactivityDeadline') or '-'}  due {values.get('ResponseDueDate') or '-'}")
+        count += 1
+    print(f"{count} certificate(s)")
+    return 0
+
+
+async def cmd_set_policy(rt: Runtime, args: argparse.Namespace) -> int:
+    if args.inactivity_days < 1:
+        raise CliError("--inactivity-days must be at least 1", EXIT_USAGE)
+    policy = await rt.store.add_policy_version(
+        args.inactivity_days, args.effective_from or _now(), args.actor, args.note, _now())
+    signalled = await signal_running(rt.client, "policy_changed")
+    print(f"policy version {policy.version}: {policy.inactivity_days} days from "
+          f"{policy.effective_from.isoformat()}; {signalled} running certificate(s) told to recompute")
+    return 0
+
+
+async def signal_running(client: Client, signal: str, concurrency: int = 50) -> int:
+    """Signal every running certificate (bounded concurrency)."""
+    gate = asyncio.Semaphore(concurrency)
+    sent = 0
+
+    async def send(workflow_id: str) -> None:
+        nonlocal sent
+        async with gate:
+            try:
+                await client.get_workflow_handle(workflow_id).signal(signal)
+                sent += 1
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:  # closed meanwhile
+                    raise
+
+    tasks = []
+    async for execution in client.list_workflows(
+            "WorkflowType = 'CertificateWorkflow' AND ExecutionStatus = 'Running'"):
+        tasks.append(asyncio.create_task(send(execution.id)))
+    await asyncio.gather(*tasks)
+    return sent
+
+
+async def cmd_demo(rt: Runtime, args: argparse.Namespace) -> int:
+    from icr.demo import run_demo
+
+    return await run_demo(rt, keep_running=not args.exit_after_seed)
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="starter.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[Runtime, argparse.Namespace], Awaitable[int]],
+                help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("demo", cmd_demo, "run the engine on the embedded servers with demo certificates "
+                                  "in every stage, and keep a worker running until Ctrl-C")
+    p.add_argument("--exit-after-seed", action="store_true", help="stop once the demo data is in")
+
+    imp = sub.add_parser("import", help="load the registry from a CSV file",
+                         description="load the registry from a CSV file (UTF-8, a header row)")
+    imp_sub = imp.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind, columns in [
+        ("users", "login_id, provider_firm_id, roles (;-separated), pre_silas (true/false)"),
+        ("certificates", "case_reference, provider_firm_id, office_code, provider_contact_login, "
+                         "granted_on, last_activity_at (optional), poa_paid, poa_recouped"),
+        ("exercise-responses", "case_reference, response, reported_on"),
+    ]:
+        p = imp_sub.add_parser(kind, help=f"import {kind}", description=f"import {kind}; columns: {columns}")
+        p.add_argument("file", type=Path, metavar="FILE")
+        p.add_argument("--actor", default=os.environ.get("USER") or "operator",
+                       help="who is importing (recorded in the audit log)")
+        p.set_defaults(handler=cmd_import, kind=kind)
+
+    p = command("record-activity", cmd_record_activity, "record a qualifying activity event "
+                                                        "(starts the certificate's review if needed)")
+    p.add_argument("case_reference", type=_case_reference)
+    p.add_argument("--kind", required=True, help=f"one of: {', '.join(k.value for k in rules.ActivityKind)}")
+    p.add_argument("--event-id", required=True)
+    p.add_argument("--occurred-at", type=_timestamp, default=None, help="ISO 8601 with timezone (default now)")
+    p.add_argument("--source", default="starter.py")
+
+    p = command("respond", cmd_respond, "answer a certificate's open notification as a provider user")
+    p.add_argument("case_reference", type=_case_reference)
+    p.add_argument("--user", required=True, help="the provider user's login id")
+    p.add_argument("--response", required=True, help=f"one of: {', '.join(r.value for r in rules.Response)}")
+    p.add_argument("--message", default=None, help="optional, at most 2,000 characters")
+
+    p = command("decide", cmd_decide, "an LAA caseworker's decision on the open task")
+    p.add_argument("case_reference", type=_case_reference)
+    p.add_argument("--caseworker", required=True)
+    p.add_argument("--decision", required=True, choices=["close", "keep_open"])
+    p.add_argument("--reason", default="")
+
+    p = command("reassign", cmd_reassign, "a Cross Office user points the certificate at another provider user")
+    p.add_argument("case_reference", type=_case_reference)
+    p.add_argument("--user", required=True, help="the Cross Office user's login id")
+    p.add_argument("--new-contact", required=True)
+
+    p = command("close", cmd_close, "the certificate was discharged or closed elsewhere")
+    p.add_argument("case_reference", type=_case_reference)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--occurred-at", type=_timestamp, default=None)
+
+    p = command("status", cmd_status, "show a certificate's whole state")
+    p.add_argument("case_reference", type=_case_reference)
+
+    p = command("list", cmd_list, "list certificates by stage and firm (Temporal visibility)")
+    p.add_argument("--stage", choices=[s.value for s in IcrStage])
+    p.add_argument("--firm", help="provider firm id")
+    p.add_argument("--limit", type=int, default=200)
+
+    p = command("set-policy", cmd_set_policy, "add an inactivity policy version; running "
+                                              "certificates recompute their deadlines")
+    p.add_argument("--inactivity-days", type=int, required=True)
+    p.add_argument("--effective-from", type=_timestamp, default=None, help="default now")
+    p.add_argument("--note", default="")
+    p.add_argument("--actor", default=os.environ.get("USER") or "operator")
+    return parser
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if getattr(args, "occurred_at", "unset") is None and args.command == "record-activity":
+        args.occurred_at = _now()
+    async with connected(settings) as runtime:
+        return await args.handler(runtime, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    configure_logging(settings.log_format, "info" if args.command == "demo" else "warning")
+    try:
+        return asyncio.run(_run(args, settings))
+    except CliError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # see worker.py: skip the SDK's fragile interpreter teardown
