@@ -216,7 +216,7 @@ async def cmd_list(rt: Runtime, args: argparse.Namespace) -> int:
     count = 0
     async for execution in rt.client.list_workflows(query, limit=args.limit):
         attrs = execution.typed_search_attributes
-        values = {key.name: attrs.get(key) for key in attrs}
+        values = {pair.key.name: pair.value for pair in attrs}
         print(f"{values.get('CaseReference', execution.id):<14} {values.get('IcrStage', '?'):<17} "
               f"firm {values.get('ProviderFirmId') or '-':<8} "
               f"deadline {values.get('InactivityDeadline') or '-'}  due {values.get('ResponseDueDate') or '-'}")

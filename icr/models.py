@@ -136,17 +136,20 @@ class ActivityEvent(Model):
     `kind` is a plain string (not the enum) so that an unknown kind reaches the rules and is
     refused with a clear reason instead of being dropped by the payload decoder."""
 
-    event_id: str
-    kind: str
-    occurred_at: datetime
+    # Defaults only so that a payload missing a field still decodes and is refused by the
+    # rules with a clear, audited reason, instead of being dropped by the decoder.
+    event_id: str = ""
+    kind: str = ""
+    occurred_at: datetime | None = None
     source: str | None = None
 
 
 class RespondRequest(Model):
     """`respond` update: the provider's answer to the open notification."""
 
-    user_login_id: str
-    response: str
+    # Defaults only so that a missing field is refused with a clear error by the rules.
+    user_login_id: str = ""
+    response: str = ""
     message: str | None = None
 
 
@@ -160,16 +163,16 @@ class RespondResult(Model):
 class LaaDecisionRequest(Model):
     """`laa_decision` signal from a caseworker."""
 
-    caseworker: str
-    decision: str
+    caseworker: str = ""
+    decision: str = ""
     reason: str = ""
 
 
 class ReassignContactRequest(Model):
     """`reassign_contact` update from a Cross Office user."""
 
-    user_login_id: str
-    new_contact_login_id: str
+    user_login_id: str = ""
+    new_contact_login_id: str = ""
 
 
 class ReassignContactResult(Model):

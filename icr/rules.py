@@ -132,6 +132,8 @@ def check_event(event: ActivityEvent, now: datetime) -> None:
             "unknown_activity_kind",
             f"{event.kind!r} is not qualifying activity; accepted kinds: {', '.join(accepted)}",
         )
+    if event.occurred_at is None:
+        raise Refused("missing_time", "occurred_at is required (ISO 8601 with a timezone)")
     if event.occurred_at.tzinfo is None or event.occurred_at.utcoffset() is None:
         raise Refused("naive_time", "occurred_at must carry a timezone, e.g. 2026-05-17T09:30:00+01:00")
     if event.occurred_at > now + FUTURE_TOLERANCE:
@@ -143,7 +145,11 @@ def check_event(event: ActivityEvent, now: datetime) -> None:
 
 def check_response(state: CertificateState, request: RespondRequest) -> Response:
     """What can be refused without the user directory (runs in the update validator)."""
+    if not request.user_login_id.strip():
+        raise Refused("missing_user", "user_login_id is required")
     values = [r.value for r in Response]
+    if not request.response:
+        raise Refused("missing_response", f"response is required; use one of: {', '.join(values)}")
     if request.response not in values:
         raise Refused(
             "unknown_response",
@@ -154,8 +160,6 @@ def check_response(state: CertificateState, request: RespondRequest) -> Response
             "message_too_long",
             f"message is {len(request.message)} characters; at most {MESSAGE_MAX_CHARS} are allowed",
         )
-    if not request.user_login_id.strip():
-        raise Refused("missing_user", "user_login_id is required")
     if state.stage == IcrStage.CLOSED:
         raise Refused("certificate_closed", f"certificate {state.case_reference} is closed")
     if state.notification is None:
@@ -390,18 +394,20 @@ def apply_events(state: CertificateState, events: list[ActivityEvent], now: date
     s = state.model_copy(deep=True)
     effects: list[Effect] = []
     moved = False
-    for event in sorted(events, key=lambda e: e.occurred_at):
-        if s.last_activity_at is None or event.occurred_at > s.last_activity_at:
-            s.last_activity_at = event.occurred_at
+    # Only screened events get here (check_event), so every one has its time.
+    timed = sorted(((e.occurred_at, e) for e in events if e.occurred_at is not None), key=lambda p: p[0])
+    for at, event in timed:
+        if s.last_activity_at is None or at > s.last_activity_at:
+            s.last_activity_at = at
         if event.kind == ActivityKind.BILL and s.follow_up is not None:
             s.follow_up = None
             _note(s, now, "bill received: no follow-up needed")
-        if s.clock_from is None or event.occurred_at > s.clock_from:
-            s.clock_from = event.occurred_at
+        if s.clock_from is None or at > s.clock_from:
+            s.clock_from = at
             moved = True
-            _note(s, now, f"activity {event.kind} at {event.occurred_at.isoformat()}: clock restarts")
+            _note(s, now, f"activity {event.kind} at {at.isoformat()}: clock restarts")
         else:
-            _note(s, now, f"activity {event.kind} at {event.occurred_at.isoformat()} recorded; "
+            _note(s, now, f"activity {event.kind} at {at.isoformat()} recorded; "
                           "older than the latest, moves no deadline")
     if moved:
         s.notification_cycle = 0

@@ -137,7 +137,8 @@ async def test_malformed_payloads_never_fail_a_workflow_task(engine: Engine) -> 
     assert s.stage == "Active" and s.last_activity_at == now
     assert [r["event_id"] for r in await engine.store.ledger_of(engine.ref)] == ["ok"]
     actions = [a["action"] for a in await engine.store.audit_of(engine.ref)]
-    # Decodable but wrong: refused and audited (a naive time, an over-long id, an unknown
-    # decision, a decision with no open task); undecodable payloads are dropped by the SDK.
-    assert actions.count("activity_refused") == 2
+    # Decodable but wrong: refused and audited (no fields, a naive time, an over-long id, an
+    # unknown decision, a decision with no open task); undecodable payloads (a number for a
+    # text field, a time that does not parse) are dropped by the SDK with a warning.
+    assert actions.count("activity_refused") == 3
     assert actions.count("decision_refused") == 2

@@ -778,12 +778,26 @@ def test_every_response_value_is_accepted(value: str) -> None:
     assert rules.check_response(notified(), RespondRequest(user_login_id=CONTACT, response=value)) == Response(value)
 
 
-@pytest.mark.parametrize("value", ["CASE_ONGOING", "Case Ongoing", "case ongoing", "", "close", "keep_open"])
+@pytest.mark.parametrize("value", ["CASE_ONGOING", "Case Ongoing", "case ongoing", "close", "keep_open"])
 def test_unknown_response_is_refused(value: str) -> None:
     error = refused(rules.check_response, notified(), RespondRequest(user_login_id=CONTACT, response=value))
     assert error.code == "unknown_response"
     for accepted in RESPONSES:
         assert accepted in error.message
+
+
+def test_missing_fields_of_a_response_are_named() -> None:
+    error = refused(rules.check_response, notified(), RespondRequest(user_login_id=CONTACT))
+    assert error.code == "missing_response"
+    assert all(accepted in error.message for accepted in RESPONSES)
+    error = refused(rules.check_response, notified(), RespondRequest(response="case_ongoing"))
+    assert error.code == "missing_user" and "user_login_id" in error.message
+
+
+def test_event_without_a_time_is_refused() -> None:
+    with pytest.raises(Refused) as info:
+        rules.check_event(ActivityEvent(event_id="e1", kind="bill"), N1)
+    assert info.value.code == "missing_time"
 
 
 def test_apply_response_refuses_unknown_response_and_notification_stays_open() -> None:
