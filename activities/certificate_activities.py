@@ -22,6 +22,7 @@ from icr.models import (
     LoadUsersInput,
     LoadUsersResult,
     MarkNotificationOverdue,
+    QueueDailyDigests,
     RaiseNotification,
     RaiseTask,
     RecordActivityEvents,
@@ -43,6 +44,7 @@ class CertificateActivities:
             self.raise_notification, self.mark_notification_overdue, self.close_notification,
             self.record_response, self.raise_task, self.close_task, self.claim_exercise_response,
             self.close_certificate, self.update_contact, self.audit_refusal,
+            self.queue_daily_digests,
         ]
 
     @activity.defn
@@ -118,3 +120,9 @@ class CertificateActivities:
         await self.store.audit_refusal(step)
         log.info("message_refused", case_reference=step.case_reference, action=step.action,
                  reason=step.reason)
+
+    @activity.defn
+    async def queue_daily_digests(self, step: QueueDailyDigests) -> int:
+        queued = await self.store.queue_daily_digests(step)
+        log.info("daily_digests_queued", digest_date=step.digest_date.isoformat(), queued=queued)
+        return queued

@@ -11,7 +11,16 @@ import asyncpg
 import structlog
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-from temporalio.client import Client, TLSConfig
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    TLSConfig,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
@@ -23,6 +32,7 @@ from icr.search_attributes import CLI_TYPES
 from icr.servers import Services, services
 from icr.settings import Settings
 from workflows.certificate import CertificateWorkflow
+from workflows.digest import DIGEST_WORKFLOW_ID, DailyDigestWorkflow
 
 log = structlog.get_logger(__name__)
 
@@ -75,12 +85,25 @@ async def database(url: str, pool_size: int = 10) -> AsyncIterator[Store]:
         await pool.close()
 
 
+async def ensure_digest_schedule(client: Client, task_queue: str) -> None:
+    """The daily digest runs at 07:00 UK time; creating it twice is harmless."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow("DailyDigestWorkflow", id=DIGEST_WORKFLOW_ID, task_queue=task_queue),
+        spec=ScheduleSpec(cron_expressions=["0 7 * * *"], time_zone_name="Europe/London"),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP))
+    try:
+        await client.create_schedule(DIGEST_WORKFLOW_ID, schedule)
+        log.info("digest_schedule_created", schedule_id=DIGEST_WORKFLOW_ID)
+    except ScheduleAlreadyRunningError:
+        pass
+
+
 def build_worker(client: Client, store: Store, settings: Settings) -> Worker:
     activities = CertificateActivities(store)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[CertificateWorkflow],
+        workflows=[CertificateWorkflow, DailyDigestWorkflow],
         activities=activities.all(),
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_local_activities=settings.max_concurrent_activities,
@@ -103,5 +126,6 @@ async def connected(settings: Settings) -> AsyncIterator[Runtime]:
     async with services(settings) as svc:
         client = await connect_temporal(settings, svc.temporal_address)
         await ensure_search_attributes(client, settings.temporal_namespace)
+        await ensure_digest_schedule(client, settings.task_queue)
         async with database(svc.database_url, settings.db_pool_size) as store:
             yield Runtime(client, store, svc, settings)

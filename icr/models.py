@@ -471,6 +471,18 @@ class CloseCertificateResult(Model):
     recouped: str | None  # decimal string of the amount recouped, None when nothing was due
 
 
+class QueueDailyDigests(Model):
+    """Queue today's "outstanding actions" e-mails: one per provider user."""
+
+    digest_date: date
+    at: datetime
+
+
+class DailyDigestResult(Model):
+    digest_date: date
+    queued: int
+
+
 class LoadCertificateInput(Model):
     case_reference: str
     at: datetime

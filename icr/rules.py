@@ -365,10 +365,10 @@ def load(state: CertificateState, snapshot: CertificateSnapshot, now: datetime) 
 
 def screen_events(
     state: CertificateState, events: list[ActivityEvent], now: datetime
-) -> tuple[list[ActivityEvent], list[Effect]]:
+) -> tuple[list[ActivityEvent], list[AuditRefusal]]:
     """Split incoming events into those to record and refusals to audit."""
     accepted: list[ActivityEvent] = []
-    refusals: list[Effect] = []
+    refusals: list[AuditRefusal] = []
     for event in events:
         try:
             check_event(event, now)

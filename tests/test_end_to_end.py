@@ -197,3 +197,14 @@ async def test_update_missing_a_required_field_is_refused_clearly(client: Client
     message = str(getattr(caught.value.cause, "message", caught.value.cause))
     assert "user_login_id" in message, message
     assert (await handle.query("status"))["stage"] == "Active"
+
+
+async def test_worker_schedules_the_daily_digest_at_seven_uk_time(client: Client,
+                                                                  worker: WorkerProcess) -> None:  # noqa: F811
+    described = await client.get_schedule_handle("icr-daily-digest").describe()
+    action = described.schedule.action
+    assert getattr(action, "workflow", None) == "DailyDigestWorkflow"
+    assert described.schedule.spec.time_zone_name == "Europe/London"
+    [calendar] = described.schedule.spec.calendars  # the server keeps cron as a calendar
+    assert [(r.start, r.end) for r in calendar.hour] == [(7, 7)]
+    assert [(r.start, r.end) for r in calendar.minute] == [(0, 0)]

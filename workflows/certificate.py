@@ -135,7 +135,7 @@ class CertificateWorkflow:
         now = workflow.now()
         accepted, refusals = rules.screen_events(self._state, events, now)
         for refusal in refusals:
-            workflow.logger.warning("activity event refused: %s", refusal.reason)  # type: ignore[union-attr]
+            workflow.logger.warning("activity event refused: %s", refusal.reason)
             await self._run_effect(refusal)
         if not accepted:
             return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +28,7 @@ from icr.models import (
     MarkNotificationOverdue,
     NotificationStatus,
     Policy,
+    QueueDailyDigests,
     RaiseNotification,
     RaiseTask,
     RecordActivityEvents,
@@ -308,6 +309,23 @@ class Store:
         async with self.pool.acquire() as conn:
             await _audit(conn, step.refusal_key, step.case_reference, step.actor, step.action,
                          {"reason": step.reason, **step.detail}, step.at)
+
+    async def queue_daily_digests(self, step: QueueDailyDigests) -> int:
+        """One digest per provider user with open notifications, once per UK day."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """INSERT INTO email_digests (login_id, digest_date, provider_firm_id, notification_ids, queued_at)
+                   SELECT assigned_to, $1, min(provider_firm_id),
+                          array_agg(notification_id ORDER BY date_assigned, notification_id), $2
+                   FROM notifications WHERE is_open AND assigned_to IS NOT NULL
+                   GROUP BY assigned_to
+                   ON CONFLICT (login_id, digest_date) DO NOTHING RETURNING login_id""",
+                step.digest_date, step.at)
+            return len(rows)
+
+    async def digests_on(self, digest_date: date) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM email_digests WHERE digest_date = $1 ORDER BY login_id", digest_date)
 
     # --- the registry (imports and operators) ---------------------------------------------
 
