@@ -40,6 +40,7 @@ from icr.models import (
     ReassignContactRequest,
     RespondRequest,
 )
+from icr.search_attributes import SEARCH_ATTRIBUTES
 from icr.settings import Settings
 
 EXIT_REFUSED = 1
@@ -118,7 +119,7 @@ async def cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
                                                         task_queue=rt.settings.task_queue)
         else:
             report = await importer.import_exercise_responses(rt.store, rt.client, path, actor=actor,
-                                                              now=_now(), task_queue=rt.settings.task_queue)
+                                                              now=_now())
     except importer.ImportFileError as err:
         raise CliError(str(err)) from None
     for error in report.refused:
@@ -148,16 +149,20 @@ async def cmd_record_activity(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_respond(rt: Runtime, args: argparse.Namespace) -> int:
-    request = RespondRequest(user_login_id=args.user, response=args.response, message=args.message)
-    await _status(rt.client, args.case_reference)
+async def _update(rt: Runtime, case_reference: str, name: str, request: Any, refused: str) -> int:
+    """Run an update by name; a refusal by the rules comes back as a clear error."""
+    await _status(rt.client, case_reference)  # a clear error for an unknown certificate
     try:
-        result = await _handle(rt.client, args.case_reference).execute_update(
-            "respond", request, result_type=dict)
+        result = await _handle(rt.client, case_reference).execute_update(name, request, result_type=dict)
     except WorkflowUpdateFailedError as err:
-        raise CliError(f"response refused: {_refusal_text(err)}") from None
+        raise CliError(f"{refused}: {_refusal_text(err)}") from None
     _print_json(result)
     return 0
+
+
+async def cmd_respond(rt: Runtime, args: argparse.Namespace) -> int:
+    request = RespondRequest(user_login_id=args.user, response=args.response, message=args.message)
+    return await _update(rt, args.case_reference, "respond", request, "response refused")
 
 
 async def cmd_decide(rt: Runtime, args: argparse.Namespace) -> int:
@@ -173,14 +178,7 @@ async def cmd_decide(rt: Runtime, args: argparse.Namespace) -> int:
 
 async def cmd_reassign(rt: Runtime, args: argparse.Namespace) -> int:
     request = ReassignContactRequest(user_login_id=args.user, new_contact_login_id=args.new_contact)
-    await _status(rt.client, args.case_reference)
-    try:
-        result = await _handle(rt.client, args.case_reference).execute_update(
-            "reassign_contact", request, result_type=dict)
-    except WorkflowUpdateFailedError as err:
-        raise CliError(f"reassignment refused: {_refusal_text(err)}") from None
-    _print_json(result)
-    return 0
+    return await _update(rt, args.case_reference, "reassign_contact", request, "reassignment refused")
 
 
 async def cmd_close(rt: Runtime, args: argparse.Namespace) -> int:
@@ -237,24 +235,32 @@ async def cmd_set_policy(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def signal_running(client: Client, signal: str, concurrency: int = 50) -> int:
-    """Signal every running certificate (bounded concurrency)."""
+    """Signal every running certificate, those with the oldest deadline first (a shortened
+    policy makes them due at once: they are notified in that order), at bounded concurrency."""
+    deadline_key = SEARCH_ATTRIBUTES["InactivityDeadline"]
+    far_future = datetime.max.replace(tzinfo=timezone.utc)
+    running = [(execution.typed_search_attributes.get(deadline_key) or far_future, execution.id)
+               async for execution in client.list_workflows(
+                   "WorkflowType = 'CertificateWorkflow' AND ExecutionStatus = 'Running'")]
+    running.sort()
     gate = asyncio.Semaphore(concurrency)
     sent = 0
 
     async def send(workflow_id: str) -> None:
         nonlocal sent
-        async with gate:
-            try:
-                await client.get_workflow_handle(workflow_id).signal(signal)
-                sent += 1
-            except RPCError as err:
-                if err.status != RPCStatusCode.NOT_FOUND:  # closed meanwhile
-                    raise
+        try:
+            await client.get_workflow_handle(workflow_id).signal(signal)
+            sent += 1
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:  # closed meanwhile
+                raise
+        finally:
+            gate.release()
 
     tasks = []
-    async for execution in client.list_workflows(
-            "WorkflowType = 'CertificateWorkflow' AND ExecutionStatus = 'Running'"):
-        tasks.append(asyncio.create_task(send(execution.id)))
+    for _, workflow_id in running:
+        await gate.acquire()  # started in deadline order
+        tasks.append(asyncio.create_task(send(workflow_id)))
     await asyncio.gather(*tasks)
     return sent
 

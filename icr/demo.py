@@ -125,8 +125,7 @@ async def seed(rt: Runtime, now: datetime) -> list[DemoCertificate]:
           "2024-01-31"] for c in certificates if c.plan.startswith("exercise")])
     for report in [
         await importer.import_users(rt.store, users, actor="demo", now=now),
-        await importer.import_exercise_responses(rt.store, rt.client, exercise, actor="demo", now=now,
-                                                 task_queue=rt.settings.task_queue),
+        await importer.import_exercise_responses(rt.store, rt.client, exercise, actor="demo", now=now),
         await importer.import_certificates(rt.store, rt.client, certs, actor="demo", now=now,
                                            task_queue=rt.settings.task_queue),
     ]:

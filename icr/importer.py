@@ -479,9 +479,9 @@ async def import_certificates(store: Store, client: Client, path: Path, *, actor
 
 
 async def import_exercise_responses(store: Store, client: Client | None, path: Path, *, actor: str,
-                                    now: datetime, task_queue: str) -> ImportReport:
-    """`task_queue` is unused (no workflow is started here: a certificate's workflow reads
-    its exercise response when it starts); kept for the starter's uniform call."""
+                                    now: datetime) -> ImportReport:
+    """No workflow is started here: a certificate's workflow reads its exercise response
+    when it starts, and a running one is told to read it again."""
     report = ImportReport(EXERCISE_RESPONSES)
     rows, report.refused = _read(path, EXERCISE_COLUMNS)
     seen: dict[str, int] = {}

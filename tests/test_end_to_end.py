@@ -34,7 +34,9 @@ from tests.devserver import (
     query_status,
     target_of,
     wait_listed,
+    wait_stage,
     worker,  # noqa: F401  (fixture)
+    workflow_id,
     write_csv,
 )
 
@@ -208,3 +210,26 @@ async def test_worker_schedules_the_daily_digest_at_seven_uk_time(client: Client
     [calendar] = described.schedule.spec.calendars  # the server keeps cron as a calendar
     assert [(r.start, r.end) for r in calendar.hour] == [(7, 7)]
     assert [(r.start, r.end) for r in calendar.minute] == [(0, 0)]
+
+
+async def test_shortened_policy_makes_running_certificates_due_at_once(
+        client: Client, engine_env: EngineEnv, worker: WorkerProcess,  # noqa: F811
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Last in this module: it changes the policy for the module's database."""
+    ref = new_case_reference()
+    folder = tmp_path_factory.mktemp("policy")
+    users = write_csv(folder / "users.csv", USER_HEADER, [["E2E-POLICY", FIRM, "case_management", "false"]])
+    last_activity = (datetime.now(timezone.utc) - timedelta(days=400)).replace(microsecond=0)
+    certificates = write_csv(folder / "certificates.csv", CERTIFICATE_HEADER, [
+        [ref, FIRM, "2L847Q", "E2E-POLICY", "2020-01-06", last_activity.isoformat(), "0.00", "0.00"]])
+    assert (await engine_env.starter("import", "users", str(users))).code == 0
+    assert (await engine_env.starter("import", "certificates", str(certificates))).code == 0
+    status = await wait_stage(client, ref, "Active")
+    assert status["policy_version"] == 2
+
+    run = await engine_env.starter("set-policy", "--inactivity-days", "365", "--note", "back to 12 months")
+    assert run.code == 0, str(run)
+    assert "policy version 3: 365 days" in run.stdout, str(run)
+    status = await wait_stage(client, ref, "AwaitingResponse")
+    assert status["policy_version"] == 3
+    await wait_listed(client, f"PolicyVersion = 3 AND CaseReference = '{ref}'", workflow_id(ref))

@@ -221,8 +221,7 @@ async def test_a_missing_required_column_refuses_the_whole_file(
         elif kind == "certificates":
             await certificates(engine, path, now)
         else:
-            await import_exercise_responses(engine.store, engine.client, path, actor=ACTOR, now=now,
-                                            task_queue=engine.task_queue)
+            await import_exercise_responses(engine.store, engine.client, path, actor=ACTOR, now=now)
     assert str(path) in str(refused.value)
     assert await count(engine.store, "SELECT count(*) FROM audit_log") == before
     assert await count(engine.store, "SELECT count(*) FROM users WHERE login_id = 'NEW1'") == 0
@@ -506,8 +505,7 @@ async def test_exercise_responses(engine: Engine, tmp_path: Path, ref_a: str, re
         f"2024-01-16,complete_to_be_billed,{ref_b}",              # 8 good, no workflow (yet)
         "2024-01-15,,300000000009",                             # 9 no response
     ])
-    report = await import_exercise_responses(engine.store, engine.client, path, actor=ACTOR, now=now,
-                                             task_queue=engine.task_queue)
+    report = await import_exercise_responses(engine.store, engine.client, path, actor=ACTOR, now=now)
     assert (report.imported, report.updated, report.unchanged, report.refused_rows) == (2, 0, 0, 6)
     assert report.workflows_signalled == 1
     assert where(report) == [(3, "case_reference"), (4, "response"), (5, "reported_on"), (6, "reported_on"),
@@ -520,14 +518,12 @@ async def test_exercise_responses(engine: Engine, tmp_path: Path, ref_a: str, re
         (ref_a, "case_ongoing", "2024-01-15"), (ref_b, "complete_to_be_billed", "2024-01-16")])
     assert await no_workflow(engine, ref_b)  # the exercise import starts nothing
 
-    again = await import_exercise_responses(engine.store, engine.client, path, actor=ACTOR, now=now + DAY,
-                                            task_queue=engine.task_queue)
+    again = await import_exercise_responses(engine.store, engine.client, path, actor=ACTOR, now=now + DAY)
     assert (again.imported, again.updated, again.unchanged, again.workflows_signalled) == (0, 0, 2, 0)
 
     changed = csv_file(tmp_path, "exercise2.csv", ["case_reference,response,reported_on",
                                                   f"{ref_a},complete_costs_negotiated,2024-01-20"])
-    updated = await import_exercise_responses(engine.store, None, changed, actor="ops-bob", now=now + DAY,
-                                              task_queue=engine.task_queue)
+    updated = await import_exercise_responses(engine.store, None, changed, actor="ops-bob", now=now + DAY)
     assert (updated.updated, updated.workflows_signalled) == (1, 0)
     assert [r["actor"] for r in await engine.store.audit_of(ref_a)
             if r["action"] == "exercise_response_imported"] == [ACTOR, "ops-bob"]
