@@ -107,6 +107,10 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 async def seed(rt: Runtime, now: datetime) -> list[DemoCertificate]:
     folder = rt.settings.data_dir / "demo"
     certificates = demo_certificates(now)
+    if await rt.store.certificate_row(certificates[0].case_reference) is not None:
+        print(f"  demo data is already in {rt.settings.data_dir}; its certificates carry on where they "
+              "were (delete that folder to start afresh)")
+        return []
     policy, _ = await rt.store.policy_in_force(now)
     if policy.inactivity_days != 608 or policy.response_due != DEMO_DUE:
         await rt.store.add_policy_version(608, now - timedelta(seconds=1), "demo", DEMO_NOTE, now,
@@ -208,7 +212,7 @@ async def run_demo(rt: Runtime, keep_running: bool) -> int:
     async with build_worker(rt.client, rt.store, rt.settings):
         certificates = await seed(rt, now)
         await asyncio.gather(*(drive(rt, c) for c in certificates))
-        if keep_running:
+        if keep_running and certificates:
             print("Waiting until every stage has certificates (unanswered ones go Overdue after 20 s "
                   "and are escalated after their third notification, about 2 minutes) ...", flush=True)
             found = await wait_for_every_stage(rt, timedelta(minutes=3))
