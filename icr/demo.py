@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -146,7 +147,8 @@ async def seed(rt: Runtime, now: datetime) -> list[DemoCertificate]:
     return certificates
 
 
-async def _when(handle: WorkflowHandle, ready, timeout: float = 60) -> CertificateStatus | None:
+async def _when(handle: WorkflowHandle, ready: Callable[[CertificateStatus], bool],
+                timeout: float = 60) -> CertificateStatus | None:
     for _ in range(int(timeout * 4)):
         status = await handle.query("status", result_type=CertificateStatus)
         if ready(status):

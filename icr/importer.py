@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import asyncpg
 from temporalio.client import Client
@@ -394,6 +394,20 @@ async def import_users(store: Store, path: Path, *, actor: str, now: datetime) -
     return report
 
 
+class _CertificateValues(TypedDict):
+    """One certificate row's checked values; None where the check failed (or, for
+    last_activity_at, the optional column was empty)."""
+
+    case_reference: str | None
+    provider_firm_id: str | None
+    office_code: str | None
+    provider_contact_login: str | None
+    granted_on: date | None
+    last_activity_at: datetime | None
+    poa_paid: Decimal | None
+    poa_recouped: Decimal | None
+
+
 @dataclass
 class _Certificate:
     line: int
@@ -408,11 +422,11 @@ async def import_certificates(store: Store, client: Client, path: Path, *, actor
                               task_queue: str) -> ImportReport:
     report = ImportReport(CERTIFICATES)
     rows, report.refused = _read(path, CERTIFICATE_COLUMNS, CERTIFICATE_OPTIONAL)
-    checks: list[tuple[_Check, dict[str, Any]]] = []
+    checks: list[tuple[_Check, _CertificateValues]] = []
     seen: dict[str, int] = {}
     for row in rows:
         check = _Check(row, report.refused)
-        v = {
+        v: _CertificateValues = {
             "case_reference": check("case_reference", _case_reference),
             "provider_firm_id": check("provider_firm_id", _firm_id),
             "office_code": check("office_code", _office_code),
@@ -448,6 +462,9 @@ async def import_certificates(store: Store, client: Client, path: Path, *, actor
                 check.fail("provider_contact_login", f"provider contact {contact!r} is a user of firm "
                                                      f"{user.provider_firm_id}, not of firm {firm}")
         if not check.bad:
+            assert v["case_reference"] is not None and firm is not None and v["office_code"] is not None \
+                and contact is not None and v["granted_on"] is not None and v["poa_paid"] is not None \
+                and v["poa_recouped"] is not None
             good.append(_Certificate(
                 line=check.row.line, case_reference=v["case_reference"],
                 registration=Registration(provider_firm_id=firm, office_code=v["office_code"],
@@ -493,6 +510,7 @@ async def import_exercise_responses(store: Store, client: Client | None, path: P
         response = check("response", _response)
         reported_on = check("reported_on", _past_date(now))
         if not check.bad:
+            assert ref is not None and response is not None and reported_on is not None
             good.append((row.line, ExerciseResponse(case_reference=ref, response=response,
                                                     reported_on=reported_on)))
 

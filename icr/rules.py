@@ -477,9 +477,9 @@ def _fall_due(state: CertificateState, now: datetime) -> Transition:
     s = state.model_copy(deep=True)
     if s.registration is None:
         _note(s, now, "due, but the certificate is not registered: LAA task raised")
-        effects = [_raise_task(s, TaskKind.REGISTRATION_MISSING, now,
-                               detail="certificate fell due for review but is not in the registry; "
-                                      "no provider contact to notify")]
+        effects: list[Effect] = [_raise_task(s, TaskKind.REGISTRATION_MISSING, now,
+                                             detail="certificate fell due for review but is not in the registry; "
+                                                    "no provider contact to notify")]
         return _settle(Transition(s, effects))
     if s.exercise_response is not None and not s.on_exercise_list:
         exercise = s.exercise_response
@@ -488,7 +488,7 @@ def _fall_due(state: CertificateState, now: datetime) -> Transition:
         key = f"{s.case_reference}-exercise"
         _note(s, now, f"exercise response applied: {RESPONSE_LABELS[exercise.response]} "
                       f"(reported {exercise.reported_on.isoformat()})")
-        effects: list[Effect] = [
+        effects = [
             ClaimExerciseResponse(case_reference=s.case_reference, claim_key=key, at=now),
             RecordResponse(case_reference=s.case_reference, response_key=key, notification_id=None,
                            response=exercise.response, message=None,

@@ -66,7 +66,7 @@ GRANTED = date(2020, 1, 6)
 
 ALL_TABLES = {
     "users", "certificates", "activity_ledger", "notifications", "laa_tasks", "recoupments",
-    "policy_versions", "exercise_responses", "audit_log", "schema_migrations",
+    "policy_versions", "exercise_responses", "audit_log", "email_digests", "schema_migrations",
 }
 RESPONSE_LABELS = [
     "Case Ongoing",
@@ -145,17 +145,18 @@ async def test_migrations_build_the_schema_from_an_empty_database(postgres: Post
             before = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
             assert before == []
 
-            assert await migrate(conn) == [1]
+            assert await migrate(conn) == [1, 2]
             tables = {r["tablename"] for r in await conn.fetch(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
             assert tables == ALL_TABLES
 
             applied = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
-            assert [(r["version"], r["name"]) for r in applied] == [(1, "001_initial.sql")]
+            assert [(r["version"], r["name"]) for r in applied] == [
+                (1, "001_initial.sql"), (2, "002_email_digests.sql")]
 
             # Nothing is re-applied (a re-run of 001 would fail on CREATE TABLE anyway).
             assert await migrate(conn) == []
-            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 1
+            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 2
 
             policies = await conn.fetch("SELECT * FROM policy_versions ORDER BY version")
             assert [(p["version"], p["inactivity_days"]) for p in policies] == [(1, 365), (2, 608)]

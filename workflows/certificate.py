@@ -128,8 +128,8 @@ class CertificateWorkflow:
                 transition = rules.refuse_decision(self._state, request, refused, workflow.now())
             await self._apply(transition)
         if self._close is not None:
-            request, self._close = self._close, None
-            await self._apply(rules.apply_close(self._state, request, workflow.now()))
+            close_request, self._close = self._close, None
+            await self._apply(rules.apply_close(self._state, close_request, workflow.now()))
 
     async def _record_events(self, events: list[ActivityEvent]) -> None:
         now = workflow.now()

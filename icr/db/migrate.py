@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-import asyncpg
 import structlog
+
+from icr.db import AnyConnection
 
 log = structlog.get_logger(__name__)
 
@@ -29,7 +30,7 @@ def migrations() -> list[tuple[int, str, str]]:
     return found
 
 
-async def migrate(conn: asyncpg.Connection) -> list[int]:
+async def migrate(conn: AnyConnection) -> list[int]:
     """Apply what is missing; returns the versions applied now."""
     applied_now: list[int] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)

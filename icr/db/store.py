@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from icr.db import AnyConnection
 from icr.models import (
     RESPONSE_LABELS,
     ActivityKind,
@@ -42,7 +43,7 @@ from icr.models import (
 from icr.rules import NOTIFICATION_SUBJECT, notification_letter
 
 
-async def _audit(conn: asyncpg.Connection, key: str, case_reference: str | None, actor: str,
+async def _audit(conn: AnyConnection, key: str, case_reference: str | None, actor: str,
                  action: str, detail: dict[str, Any], at: datetime) -> bool:
     """Record who did what; False when this step was already audited."""
     row = await conn.fetchrow(
@@ -81,7 +82,7 @@ class Store:
         async with self.pool.acquire() as conn:
             return await self._policy_in_force(conn, at)
 
-    async def _policy_in_force(self, conn: asyncpg.Connection, at: datetime) -> tuple[Policy, datetime | None]:
+    async def _policy_in_force(self, conn: AnyConnection, at: datetime) -> tuple[Policy, datetime | None]:
         row = await conn.fetchrow(
             """SELECT * FROM policy_versions WHERE effective_from <= $1
                ORDER BY effective_from DESC, version DESC LIMIT 1""", at)
@@ -166,6 +167,7 @@ class Store:
                     step.case_reference, event.event_id, event.kind, event.occurred_at, event.source,
                     step.received_at)
                 if inserted:
+                    assert event.occurred_at is not None  # the ledger column is NOT NULL
                     new_ids.append(event.event_id)
                     await _audit(conn, f"{step.case_reference}-event-{event.event_id}", step.case_reference,
                                  event.source or "activity source", "activity_recorded",
@@ -411,6 +413,7 @@ class Store:
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *""",
                 version, inactivity_days, response_due, return_after, max_unanswered_cycles,
                 effective_from, actor, at, note)
+            assert row is not None  # INSERT ... RETURNING always returns the row
             await _audit(conn, f"policy-{version}", None, actor, "policy_changed",
                          {"version": version, "inactivity_days": inactivity_days,
                           "effective_from": effective_from.isoformat(), "note": note}, at)
