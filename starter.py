@@ -129,7 +129,7 @@ async def cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_record_activity(rt: Runtime, args: argparse.Namespace) -> int:
-    event = ActivityEvent(event_id=args.event_id, kind=args.kind, occurred_at=args.occurred_at,
+    event = ActivityEvent(event_id=args.event_id, kind=args.kind, occurred_at=args.occurred_at or _now(),
                           source=args.source)
     try:
         rules.check_event(event, _now())
@@ -352,8 +352,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    if getattr(args, "occurred_at", "unset") is None and args.command == "record-activity":
-        args.occurred_at = _now()
     async with connected(settings) as runtime:
         return await args.handler(runtime, args)
 

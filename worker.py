@@ -13,7 +13,7 @@ import sys
 
 import structlog
 
-from icr.engine import build_worker, connected
+from icr.engine import build_worker, connected, ensure_digest_schedule
 from icr.logs import configure_logging
 from icr.settings import Settings
 
@@ -26,6 +26,7 @@ async def run(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with connected(settings) as runtime:
+        await ensure_digest_schedule(runtime.client, settings.task_queue)
         if runtime.services.ui_url:
             print(f"Temporal Web UI: {runtime.services.ui_url}", flush=True)
         async with build_worker(runtime.client, runtime.store, settings):

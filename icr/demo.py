@@ -23,7 +23,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from icr import importer, rules
-from icr.engine import Runtime, build_worker
+from icr.engine import Runtime, build_worker, ensure_digest_schedule
 from icr.search_attributes import SEARCH_ATTRIBUTES
 from icr.models import (
     ActivityEvent,
@@ -211,6 +211,7 @@ async def run_demo(rt: Runtime, keep_running: bool) -> int:
     ui = rt.services.ui_url or "(your Temporal Web UI)"
     print(f"Temporal Web UI: {ui}/namespaces/{rt.settings.temporal_namespace}/workflows", flush=True)
     print("Seeding demo data through the CSV import ...", flush=True)
+    await ensure_digest_schedule(rt.client, rt.settings.task_queue)
     async with build_worker(rt.client, rt.store, rt.settings):
         certificates = await seed(rt, now)
         await asyncio.gather(*(drive(rt, c) for c in certificates))

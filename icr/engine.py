@@ -126,6 +126,5 @@ async def connected(settings: Settings) -> AsyncIterator[Runtime]:
     async with services(settings) as svc:
         client = await connect_temporal(settings, svc.temporal_address)
         await ensure_search_attributes(client, settings.temporal_namespace)
-        await ensure_digest_schedule(client, settings.task_queue)
         async with database(svc.database_url, settings.db_pool_size) as store:
             yield Runtime(client, store, svc, settings)
