@@ -13,10 +13,11 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from temporalio.client import (
     Client,
     WorkflowHandle,
@@ -45,6 +46,8 @@ from icr.settings import Settings
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+QUERY_TIMEOUT = timedelta(seconds=10)  # a query needs a running worker
 
 
 class CliError(Exception):
@@ -82,11 +85,15 @@ def _handle(client: Client, case_reference: str) -> WorkflowHandle[Any, Any]:
 
 async def _status(client: Client, case_reference: str) -> CertificateStatus:
     try:
-        return await _handle(client, case_reference).query("status", result_type=CertificateStatus)
+        return await _handle(client, case_reference).query(
+            "status", result_type=CertificateStatus, rpc_timeout=QUERY_TIMEOUT)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise CliError(f"certificate {case_reference} has no review workflow (not imported, "
                            "and no activity recorded)") from None
+        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) or "Timeout" in str(err):
+            raise CliError(f"no worker answered for certificate {case_reference}: is one running "
+                           "(`./run worker`, or `./run demo`)?", EXIT_UNAVAILABLE) from None
         raise
     except WorkflowQueryFailedError as err:
         raise CliError(f"status of {case_reference} failed: {err}") from None
@@ -365,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.code
+    except (RPCError, RuntimeError, OSError, asyncpg.PostgresError) as err:
+        # A server that cannot be reached or refuses: say so plainly, no traceback.
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         return 130
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import asyncpg
 import structlog
+from temporalio.client import Client
 
 from icr.search_attributes import CLI_TYPES
 from icr.settings import Settings
@@ -60,6 +61,21 @@ def _pid_alive(pid_file: Path) -> bool:
         return False
 
 
+async def _wait_until_serving(process: subprocess.Popen[bytes], address: str, log_path: Path) -> None:
+    """The port opens before the frontend is healthy: wait until a client can connect."""
+    last_error: Exception | None = None
+    for _ in range(300):
+        if process.poll() is not None:
+            raise RuntimeError(f"the Temporal dev server exited; see {log_path}")
+        try:
+            await Client.connect(address)
+            return
+        except RuntimeError as err:  # "Failed client connect: ... not healthy yet"
+            last_error = err
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the Temporal dev server did not start within 30 seconds: {last_error}")
+
+
 @contextlib.asynccontextmanager
 async def temporal_dev_server(settings: Settings) -> AsyncIterator[tuple[str, str]]:
     """Yields (address, Web UI URL), starting the dev server unless this data directory's
@@ -87,14 +103,7 @@ async def temporal_dev_server(settings: Settings) -> AsyncIterator[tuple[str, st
     process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     pid_file.write_text(str(process.pid))
     try:
-        for _ in range(300):
-            if process.poll() is not None:
-                raise RuntimeError(f"the Temporal dev server exited; see {data / 'temporal.log'}")
-            if _port_open(settings.temporal_port):
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise RuntimeError("the Temporal dev server did not start within 30 seconds")
+        await _wait_until_serving(process, address, data / "temporal.log")
         log.info("temporal_dev_server_started", address=address, ui=ui_url)
         yield address, ui_url
     finally:
