@@ -160,8 +160,7 @@ def check_response(state: CertificateState, request: RespondRequest) -> Response
             "message_too_long",
             f"message is {len(request.message)} characters; at most {MESSAGE_MAX_CHARS} are allowed",
         )
-    if state.stage == IcrStage.CLOSED:
-        raise Refused("certificate_closed", f"certificate {state.case_reference} is closed")
+    _check_open(state)
     if state.notification is None:
         raise Refused(
             "no_open_notification",
@@ -174,17 +173,25 @@ def can_respond(user: User) -> bool:
     return bool(RESPONDING_ROLES.intersection(user.roles))
 
 
+def _firm_user(state: CertificateState, user: User | None, who: str) -> User:
+    """The user, known to the directory and of the certificate's own provider firm."""
+    if user is None:
+        raise Refused("unknown_user", f"{who} is not in the user directory")
+    firm = state.registration.provider_firm_id if state.registration else None
+    if user.provider_firm_id != firm:
+        raise Refused("wrong_firm", f"{who} is not a user of the certificate's provider firm")
+    return user
+
+
+def _check_open(state: CertificateState) -> None:
+    if state.stage == IcrStage.CLOSED:
+        raise Refused("certificate_closed", f"certificate {state.case_reference} is closed")
+
+
 def authorize_response(state: CertificateState, user: User | None, login_id: str) -> None:
     """Only the assigned user, or a Cross Office user, of the certificate's own firm,
     holding a role that may submit notification responses."""
-    if user is None:
-        raise Refused("unknown_user", f"user {login_id!r} is not in the user directory")
-    firm = state.registration.provider_firm_id if state.registration else None
-    if user.provider_firm_id != firm:
-        raise Refused(
-            "wrong_firm",
-            f"user {login_id!r} is not a user of the certificate's provider firm",
-        )
+    user = _firm_user(state, user, f"user {login_id!r}")
     if not can_respond(user):
         raise Refused(
             "not_permitted",
@@ -210,8 +217,7 @@ def check_decision(state: CertificateState, request: LaaDecisionRequest) -> Deci
         )
     if not request.caseworker.strip():
         raise Refused("missing_caseworker", "caseworker is required")
-    if state.stage == IcrStage.CLOSED:
-        raise Refused("certificate_closed", f"certificate {state.case_reference} is closed")
+    _check_open(state)
     if state.task is None:
         raise Refused(
             "no_open_task",
@@ -223,8 +229,7 @@ def check_decision(state: CertificateState, request: LaaDecisionRequest) -> Deci
 def check_reassign(state: CertificateState, request: ReassignContactRequest) -> None:
     if not request.user_login_id.strip() or not request.new_contact_login_id.strip():
         raise Refused("missing_user", "user_login_id and new_contact_login_id are required")
-    if state.stage == IcrStage.CLOSED:
-        raise Refused("certificate_closed", f"certificate {state.case_reference} is closed")
+    _check_open(state)
     if state.registration is None:
         raise Refused(
             "not_registered",
@@ -238,30 +243,14 @@ def authorize_reassign(
     user: User | None,
     new_contact: User | None,
 ) -> None:
-    firm = state.registration.provider_firm_id if state.registration else None
-    if user is None:
-        raise Refused("unknown_user", f"user {request.user_login_id!r} is not in the user directory")
-    if user.provider_firm_id != firm:
-        raise Refused(
-            "wrong_firm",
-            f"user {request.user_login_id!r} is not a user of the certificate's provider firm",
-        )
+    user = _firm_user(state, user, f"user {request.user_login_id!r}")
     if Role.CROSS_OFFICE not in user.roles or not can_respond(user):
         raise Refused(
             "not_permitted",
             f"user {request.user_login_id!r} is not a Cross Office user who may respond, "
             "so may not reassign the provider contact",
         )
-    if new_contact is None:
-        raise Refused(
-            "unknown_user",
-            f"new contact {request.new_contact_login_id!r} is not in the user directory",
-        )
-    if new_contact.provider_firm_id != firm:
-        raise Refused(
-            "wrong_firm",
-            f"new contact {request.new_contact_login_id!r} is not a user of the certificate's firm",
-        )
+    new_contact = _firm_user(state, new_contact, f"new contact {request.new_contact_login_id!r}")
     if new_contact.pre_silas or not can_respond(new_contact):
         raise Refused(
             "contact_cannot_respond",
