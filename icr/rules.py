@@ -8,6 +8,7 @@ The numbers and their sources are in ../shared/spec/icr-rules.md.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -352,6 +353,10 @@ def load(state: CertificateState, snapshot: CertificateSnapshot, now: datetime) 
     return _settle(Transition(s))
 
 
+def _digest(event: ActivityEvent) -> str:
+    return hashlib.sha256(event.model_dump_json().encode()).hexdigest()[:32]
+
+
 def screen_events(
     state: CertificateState, events: list[ActivityEvent], now: datetime
 ) -> tuple[list[ActivityEvent], list[AuditRefusal]]:
@@ -365,7 +370,9 @@ def screen_events(
             refusals.append(
                 AuditRefusal(
                     case_reference=state.case_reference,
-                    refusal_key=f"{state.case_reference}-event-{event.event_id[:EVENT_ID_MAX_CHARS]}-refused",
+                    # The whole event in the key: a repeat of the same refused event audits
+                    # once, two different ones (even with the same or no id) twice.
+                    refusal_key=f"{state.case_reference}-event-{event.event_id[:50]}-refused-{_digest(event)}",
                     actor=event.source or "activity source",
                     action="activity_refused",
                     reason=refused.message,

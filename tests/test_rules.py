@@ -297,19 +297,25 @@ def test_screen_events_splits_refused_events_into_audit_refusals() -> None:
     assert accepted == [good]
     assert [type(r) for r in refusals] == [AuditRefusal, AuditRefusal]
     first, second = refusals
-    assert dump(first, "reason") == {
+    assert first.refusal_key.startswith("300001416143-event-EV-ENQ-refused-")
+    assert dump(first, "reason", "refusal_key") == {
         "kind": "audit_refusal",
         "case_reference": CASE,
-        "refusal_key": "300001416143-event-EV-ENQ-refused",
         "actor": "portal",
         "action": "activity_refused",
         "detail": {"event_id": "EV-ENQ", "kind": "case_enquiry"},
         "at": NOW,
     }
     assert "case_enquiry" in first.reason and "application" in first.reason
-    assert second.refusal_key == "300001416143-event-EV-FUT-refused"
+    assert second.refusal_key.startswith("300001416143-event-EV-FUT-refused-")
     assert second.actor == "activity source"
     assert "5 minutes" in second.reason
+    # The same refused event again audits once; another with the same id is audited too.
+    _, again = rules.screen_events(s, [unknown], NOW)
+    assert again[0].refusal_key == first.refusal_key
+    other = event("EV-ENQ", "means_reassessment", NOW - timedelta(hours=1), source="portal")
+    _, others = rules.screen_events(s, [other], NOW)
+    assert others[0].refusal_key != first.refusal_key
 
 
 # --- load ------------------------------------------------------------------------------
