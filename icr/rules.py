@@ -340,8 +340,14 @@ def load(state: CertificateState, snapshot: CertificateSnapshot, now: datetime) 
     anchor = s.last_activity_at
     if anchor is None and s.registration is not None:
         anchor = start_of_day_uk(s.registration.granted_on)
+    effects: list[Effect] = []
     if anchor is not None and (s.clock_from is None or anchor > s.clock_from):
         s.clock_from = anchor
+        if not first:  # the registry reports newer activity: as good as an event
+            s.notification_cycle = 0
+            if s.notification is not None:
+                effects.append(_close_notification(s, NotificationStatus.ACTIVITY_RECORDED, now))
+            effects.extend(_supersede_no_response_task(s, now, "activity recorded"))
     if first:
         _note(s, now, "review started" if s.registration else "review started (not registered)")
     if snapshot.closed and s.closed_at is None:
@@ -350,7 +356,7 @@ def load(state: CertificateState, snapshot: CertificateSnapshot, now: datetime) 
         s.closed_reason = "already closed in the registry"
         s.notification = None
         s.task = None
-    return _settle(Transition(s))
+    return _settle(Transition(s, effects))
 
 
 def _digest(event: ActivityEvent) -> str:

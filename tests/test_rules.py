@@ -401,6 +401,24 @@ def test_reload_with_a_new_policy_records_the_change() -> None:
     assert rules.inactivity_deadline(s2) == DUE_365
 
 
+def test_reload_with_newer_activity_closes_the_open_notification_and_the_resent_task() -> None:
+    s = resent()
+    assert s.notification is not None and s.task is not None and s.notification_cycle == 2
+    later = N1_RETURN + timedelta(hours=1)
+    t = rules.load(s, snapshot(last_activity_at=later), later + timedelta(minutes=5))
+    assert t.state.notification is None and t.state.task is None
+    assert t.state.clock_from == later and t.state.notification_cycle == 0
+    assert t.state.stage == IcrStage.ACTIVE
+    assert [type(e) for e in t.effects] == [CloseNotification, CloseTask]
+    assert t.effects[0].status == NotificationStatus.ACTIVITY_RECORDED  # type: ignore[union-attr]
+
+
+def test_reload_with_nothing_newer_changes_no_notification() -> None:
+    s = notified()
+    t = rules.load(s, snapshot(), N1 + timedelta(hours=1))
+    assert t.effects == [] and t.state.notification == s.notification
+
+
 def test_reload_with_newer_last_activity_moves_the_clock() -> None:
     later = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
     s = rules.load(state(), snapshot(last_activity_at=later), LOADED_AT).state
