@@ -40,7 +40,6 @@ from icr.models import (
     NotificationView,
     OpenNotification,
     OpenTask,
-    Policy,
     RaiseNotification,
     RaiseTask,
     ReassignContactRequest,
@@ -417,16 +416,6 @@ def apply_events(state: CertificateState, events: list[ActivityEvent], now: date
             effects.append(_close_notification(s, NotificationStatus.ACTIVITY_RECORDED, now))
         effects.extend(_supersede_no_response_task(s, now, "activity recorded"))
     return _settle(Transition(s, effects))
-
-
-def apply_policy(state: CertificateState, policy: Policy, next_change_at: datetime | None,
-                 now: datetime) -> Transition:
-    s = state.model_copy(deep=True)
-    if policy != s.policy:
-        s.policy = policy
-        _note(s, now, f"policy version {policy.version} in force ({policy.inactivity_days} days)")
-    s.next_policy_change_at = next_change_at
-    return _settle(Transition(s))
 
 
 def next_step(state: CertificateState, now: datetime) -> Transition | Reload | Wait:

@@ -45,17 +45,24 @@ async def run_id(engine: Engine, handle: WorkflowHandle) -> str:
     return raw.workflow_execution_info.execution.run_id
 
 
-async def due_certificate(engine: Engine, ref: str | None = None, *, poa_paid: str = "0.00",
-                          poa_recouped: str = "0.00") -> WorkflowHandle:
-    """A registered certificate whose last activity was 608 days ago: due at once."""
+async def started_certificate(engine: Engine, inactive: timedelta, ref: str | None = None, *,
+                              poa_paid: str = "0.00", poa_recouped: str = "0.00") -> WorkflowHandle:
+    """A registered certificate (contact CASEWORKER1) last active `inactive` ago, its
+    workflow started and its first steps taken."""
     ref = ref or engine.ref
     now = await engine.now()
     await add_user(engine.store, "CASEWORKER1", ["case_management"])
-    await add_certificate(engine.store, ref, last_activity_at=now - 608 * DAY,
+    await add_certificate(engine.store, ref, last_activity_at=now - inactive,
                           poa_paid=poa_paid, poa_recouped=poa_recouped)
     handle = await engine.start(ref)
     await engine.env.sleep(1)
     return handle
+
+
+async def due_certificate(engine: Engine, ref: str | None = None, *, poa_paid: str = "0.00",
+                          poa_recouped: str = "0.00") -> WorkflowHandle:
+    """A registered certificate whose last activity was 608 days ago: due at once."""
+    return await started_certificate(engine, 608 * DAY, ref, poa_paid=poa_paid, poa_recouped=poa_recouped)
 
 
 async def respond(handle: WorkflowHandle, response: str, user: str = "CASEWORKER1",

@@ -10,7 +10,7 @@ from temporalio.exceptions import ApplicationError
 
 from icr.models import ActivityEvent, CertificateStatus, LaaDecisionRequest, RespondRequest
 from tests.conftest import OTHER_FIRM, Engine, add_certificate, add_user
-from tests.test_lifecycle import DAY, due_certificate, respond, status
+from tests.test_lifecycle import DAY, due_certificate, respond, started_certificate, status
 
 
 async def refused(handle: WorkflowHandle, request: RespondRequest) -> ApplicationError:
@@ -66,11 +66,7 @@ async def test_cross_office_user_may_answer_for_a_pre_silas_contact(engine: Engi
 
 
 async def test_response_with_no_open_notification_is_refused(engine: Engine) -> None:
-    now = await engine.now()
-    await add_user(engine.store, "CASEWORKER1", ["case_management"])
-    await add_certificate(engine.store, engine.ref, last_activity_at=now - 10 * DAY)
-    handle = await engine.start(engine.ref)
-    await engine.env.sleep(1)
+    handle = await started_certificate(engine, 10 * DAY)
     error = await refused(handle, RespondRequest(user_login_id="CASEWORKER1", response="case_ongoing"))
     assert error.type == "no_open_notification"
     assert (await status(handle)).stage == "Active"

@@ -518,7 +518,7 @@ def test_shortened_policy_makes_certificate_due_at_once() -> None:
     s = state()  # 608 days: due 2026-05-17
     now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # after LAST + 365
     assert rules.next_step(s, now) == Wait(DUE_608)
-    s2 = rules.apply_policy(s, POLICY_365, None, now).state
+    s2 = rules.load(s, snapshot(policy=POLICY_365), now).state
     assert s2.policy == POLICY_365
     assert s2.history[-1].what == "policy version 1 in force (365 days)"
     t = step(s2, now)
@@ -531,7 +531,7 @@ def test_lengthened_policy_moves_the_deadline_later() -> None:
     s = state(policy=POLICY_365)
     now = datetime(2025, 9, 1, tzinfo=UTC)
     assert rules.next_step(s, now) == Wait(DUE_365)
-    s2 = rules.apply_policy(s, POLICY_608, None, now).state
+    s2 = rules.load(s, snapshot(policy=POLICY_608), now).state
     assert rules.next_step(s2, now) == Wait(DUE_608)
 
 
