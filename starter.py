@@ -18,30 +18,30 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from temporalio.client import (
-    Client,
-    WorkflowHandle,
-    WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
-)
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from icr import importer, rules
+from icr.client import (
+    CertificateClient,
+    CertificateClosed,
+    CertificateNotFound,
+    MessageRefused,
+    NoWorker,
+    list_query,
+)
 from icr.engine import Runtime, connected
 from icr.logs import configure_logging
 from icr.models import (
     ActivityEvent,
-    CertificateInput,
+    ActivityKind,
     CertificateStatus,
     CloseCertificateRequest,
     IcrStage,
     LaaDecisionRequest,
     ReassignContactRequest,
     RespondRequest,
+    Response,
 )
-from icr.search_attributes import SEARCH_ATTRIBUTES
 from icr.settings import Settings
 
 EXIT_REFUSED = 1
@@ -79,31 +79,17 @@ def _timestamp(value: str) -> datetime:
     return parsed
 
 
-def _handle(client: Client, case_reference: str) -> WorkflowHandle[Any, Any]:
-    return client.get_workflow_handle(rules.workflow_id_for(case_reference))
+def _certificates(rt: Runtime) -> CertificateClient:
+    return CertificateClient(rt.client, rt.settings.task_queue)
 
 
-async def _status(client: Client, case_reference: str) -> CertificateStatus:
+async def _status(certificates: CertificateClient, case_reference: str) -> CertificateStatus:
     try:
-        return await _handle(client, case_reference).query(
-            "status", result_type=CertificateStatus, rpc_timeout=QUERY_TIMEOUT)
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise CliError(f"certificate {case_reference} has no review workflow (not imported, "
-                           "and no activity recorded)") from None
-        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) or "Timeout" in str(err):
-            raise CliError(f"no worker answered for certificate {case_reference}: is one running "
-                           "(`./run worker`, or `./run demo`)?", EXIT_UNAVAILABLE) from None
-        raise
-    except WorkflowQueryFailedError as err:
-        raise CliError(f"status of {case_reference} failed: {err}") from None
-
-
-def _refusal_text(err: WorkflowUpdateFailedError) -> str:
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        return f"{cause.message} [{cause.type}]"
-    return str(cause or err)
+        return await certificates.status(case_reference, rpc_timeout=QUERY_TIMEOUT)
+    except CertificateNotFound as err:
+        raise CliError(str(err)) from None
+    except NoWorker as err:
+        raise CliError(str(err), EXIT_UNAVAILABLE) from None
 
 
 def _print_json(value: Any) -> None:
@@ -122,10 +108,10 @@ async def cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
         if args.kind == "users":
             report = await importer.import_users(rt.store, path, actor=actor, now=_now())
         elif args.kind == "certificates":
-            report = await importer.import_certificates(rt.store, rt.client, path, actor=actor, now=_now(),
-                                                        task_queue=rt.settings.task_queue)
+            report = await importer.import_certificates(rt.store, _certificates(rt), path, actor=actor,
+                                                        now=_now())
         else:
-            report = await importer.import_exercise_responses(rt.store, rt.client, path, actor=actor,
+            report = await importer.import_exercise_responses(rt.store, _certificates(rt), path, actor=actor,
                                                               now=_now())
     except importer.ImportFileError as err:
         raise CliError(str(err)) from None
@@ -143,88 +129,74 @@ async def cmd_record_activity(rt: Runtime, args: argparse.Namespace) -> int:
     except rules.Refused as refused:
         raise CliError(refused.message) from None
     try:
-        await rt.client.start_workflow(
-            "CertificateWorkflow", CertificateInput(case_reference=args.case_reference),
-            id=rules.workflow_id_for(args.case_reference), task_queue=rt.settings.task_queue,
-            start_signal="record_activity", start_signal_args=[event],
-            # A closed certificate stays closed: never start a second review for it.
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
-    except WorkflowAlreadyStartedError:
-        raise CliError(f"certificate {args.case_reference} is closed; the event was not recorded") from None
+        await _certificates(rt).record_activity(args.case_reference, event)
+    except CertificateClosed as err:
+        raise CliError(f"{err}; the event was not recorded") from None
     print(f"recorded {event.kind} {event.event_id} for {args.case_reference}")
     return 0
 
 
-async def _update(rt: Runtime, case_reference: str, name: str, request: Any, refused: str) -> int:
-    """Run an update by name; a refusal by the rules comes back as a clear error."""
-    await _status(rt.client, case_reference)  # a clear error for an unknown certificate
+async def cmd_respond(rt: Runtime, args: argparse.Namespace) -> int:
+    certificates = _certificates(rt)
+    await _status(certificates, args.case_reference)  # a clear error for an unknown certificate
+    request = RespondRequest(user_login_id=args.user, response=args.response, message=args.message)
     try:
-        result = await _handle(rt.client, case_reference).execute_update(name, request, result_type=dict)
-    except WorkflowUpdateFailedError as err:
-        raise CliError(f"{refused}: {_refusal_text(err)}") from None
-    _print_json(result)
+        result = await certificates.respond(args.case_reference, request)
+    except MessageRefused as err:
+        raise CliError(f"response refused: {err}") from None
+    _print_json(result.model_dump(mode="json"))
     return 0
 
 
-async def cmd_respond(rt: Runtime, args: argparse.Namespace) -> int:
-    request = RespondRequest(user_login_id=args.user, response=args.response, message=args.message)
-    return await _update(rt, args.case_reference, "respond", request, "response refused")
-
-
 async def cmd_decide(rt: Runtime, args: argparse.Namespace) -> int:
+    certificates = _certificates(rt)
     request = LaaDecisionRequest(caseworker=args.caseworker, decision=args.decision, reason=args.reason)
-    status = await _status(rt.client, args.case_reference)
+    status = await _status(certificates, args.case_reference)
     if status.open_task is None:
         raise CliError(f"certificate {args.case_reference} has no open LAA task to decide "
                        f"(stage {status.stage.value})")
-    await _handle(rt.client, args.case_reference).signal("laa_decision", request)
+    await certificates.decide(args.case_reference, request)
     print(f"decision {args.decision} sent for task {status.open_task.task_id} of {args.case_reference}")
     return 0
 
 
 async def cmd_reassign(rt: Runtime, args: argparse.Namespace) -> int:
+    certificates = _certificates(rt)
+    await _status(certificates, args.case_reference)  # a clear error for an unknown certificate
     request = ReassignContactRequest(user_login_id=args.user, new_contact_login_id=args.new_contact)
-    return await _update(rt, args.case_reference, "reassign_contact", request, "reassignment refused")
+    try:
+        result = await certificates.reassign(args.case_reference, request)
+    except MessageRefused as err:
+        raise CliError(f"reassignment refused: {err}") from None
+    _print_json(result.model_dump(mode="json"))
+    return 0
 
 
 async def cmd_close(rt: Runtime, args: argparse.Namespace) -> int:
     if not args.reason.strip():
         raise CliError("--reason must not be empty", EXIT_USAGE)
-    status = await _status(rt.client, args.case_reference)
+    certificates = _certificates(rt)
+    status = await _status(certificates, args.case_reference)
     if status.stage == IcrStage.CLOSED:
         raise CliError(f"certificate {args.case_reference} is already closed")
-    await _handle(rt.client, args.case_reference).signal(
-        "close_certificate", CloseCertificateRequest(reason=args.reason, occurred_at=args.occurred_at or _now()))
+    await certificates.close(args.case_reference,
+                             CloseCertificateRequest(reason=args.reason, occurred_at=args.occurred_at or _now()))
     print(f"close sent for {args.case_reference}")
     return 0
 
 
 async def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
-    status = await _status(rt.client, args.case_reference)
+    status = await _status(_certificates(rt), args.case_reference)
     print(status.model_dump_json(indent=2))
     return 0
 
 
-def list_query(stage: str | None, firm: str | None) -> str:
-    clauses = ["WorkflowType = 'CertificateWorkflow'"]
-    if stage:
-        clauses.append(f"IcrStage = '{stage}'")
-    if firm:
-        clauses.append(f"ProviderFirmId = '{firm}'")
-    return " AND ".join(clauses)
-
-
 async def cmd_list(rt: Runtime, args: argparse.Namespace) -> int:
-    query = list_query(args.stage, args.firm)
-    print(f"# {query}")
+    print(f"# {list_query(args.stage, args.firm)}")
     count = 0
-    async for execution in rt.client.list_workflows(query, limit=args.limit):
-        attrs = execution.typed_search_attributes
-        values = {pair.key.name: pair.value for pair in attrs}
-        print(f"{values.get('CaseReference', execution.id):<14} {values.get('IcrStage', '?'):<17} "
-              f"firm {values.get('ProviderFirmId') or '-':<8} "
-              f"deadline {values.get('InactivityDeadline') or '-'}  due {values.get('ResponseDueDate') or '-'}")
+    async for c in _certificates(rt).list_certificates(args.stage, args.firm, limit=args.limit):
+        print(f"{c.case_reference:<14} {c.stage or '?':<17} firm {c.provider_firm_id or '-':<8} "
+              f"deadline {c.inactivity_deadline or '-'}  due {c.response_due_date or '-'}")
         count += 1
     print(f"{count} certificate(s)")
     return 0
@@ -235,41 +207,11 @@ async def cmd_set_policy(rt: Runtime, args: argparse.Namespace) -> int:
         raise CliError("--inactivity-days must be at least 1", EXIT_USAGE)
     policy = await rt.store.add_policy_version(
         args.inactivity_days, args.effective_from or _now(), args.actor, args.note, _now())
-    signalled = await signal_running(rt.client, "policy_changed")
+    certificates = _certificates(rt)
+    signalled = await certificates.signal_policy_changed(await certificates.running_by_deadline())
     print(f"policy version {policy.version}: {policy.inactivity_days} days from "
           f"{policy.effective_from.isoformat()}; {signalled} running certificate(s) told to recompute")
     return 0
-
-
-async def signal_running(client: Client, signal: str, concurrency: int = 50) -> int:
-    """Signal every running certificate, those with the oldest deadline first (a shortened
-    policy makes them due at once: they are notified in that order), at bounded concurrency."""
-    deadline_key = SEARCH_ATTRIBUTES["InactivityDeadline"]
-    far_future = datetime.max.replace(tzinfo=timezone.utc)
-    running = [(execution.typed_search_attributes.get(deadline_key) or far_future, execution.id)
-               async for execution in client.list_workflows(
-                   "WorkflowType = 'CertificateWorkflow' AND ExecutionStatus = 'Running'")]
-    running.sort()
-    gate = asyncio.Semaphore(concurrency)
-    sent = 0
-
-    async def send(workflow_id: str) -> None:
-        nonlocal sent
-        try:
-            await client.get_workflow_handle(workflow_id).signal(signal)
-            sent += 1
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:  # closed meanwhile
-                raise
-        finally:
-            gate.release()
-
-    tasks = []
-    for _, workflow_id in running:
-        await gate.acquire()  # started in deadline order
-        tasks.append(asyncio.create_task(send(workflow_id)))
-    await asyncio.gather(*tasks)
-    return sent
 
 
 async def cmd_demo(rt: Runtime, args: argparse.Namespace) -> int:
@@ -314,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("record-activity", cmd_record_activity, "record a qualifying activity event "
                                                         "(starts the certificate's review if needed)")
     p.add_argument("case_reference", type=_case_reference)
-    p.add_argument("--kind", required=True, help=f"one of: {', '.join(k.value for k in rules.ActivityKind)}")
+    p.add_argument("--kind", required=True, help=f"one of: {', '.join(k.value for k in ActivityKind)}")
     p.add_argument("--event-id", required=True)
     p.add_argument("--occurred-at", type=_timestamp, default=None, help="ISO 8601 with timezone (default now)")
     p.add_argument("--source", default="starter.py")
@@ -322,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("respond", cmd_respond, "answer a certificate's open notification as a provider user")
     p.add_argument("case_reference", type=_case_reference)
     p.add_argument("--user", required=True, help="the provider user's login id")
-    p.add_argument("--response", required=True, help=f"one of: {', '.join(r.value for r in rules.Response)}")
+    p.add_argument("--response", required=True, help=f"one of: {', '.join(r.value for r in Response)}")
     p.add_argument("--message", default=None, help="optional, at most 2,000 characters")
 
     p = command("decide", cmd_decide, "an LAA caseworker's decision on the open task")

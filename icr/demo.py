@@ -19,18 +19,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import structlog
-from temporalio.client import WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from icr import importer, rules
+from icr import importer
+from icr.client import CertificateClient, stages_of
 from icr.engine import Runtime, build_worker, ensure_digest_schedule
-from icr.search_attributes import SEARCH_ATTRIBUTES
 from icr.models import (
     ActivityEvent,
-    CertificateInput,
     CertificateStatus,
     CloseCertificateRequest,
-    IcrStage,
     LaaDecisionRequest,
     RespondRequest,
 )
@@ -105,6 +101,10 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     return path
 
 
+def _certificates(rt: Runtime) -> CertificateClient:
+    return CertificateClient(rt.client, rt.settings.task_queue)
+
+
 async def seed(rt: Runtime, now: datetime) -> list[DemoCertificate]:
     folder = rt.settings.data_dir / "demo"
     certificates = demo_certificates(now)
@@ -130,27 +130,20 @@ async def seed(rt: Runtime, now: datetime) -> list[DemoCertificate]:
           "2024-01-31"] for c in certificates if c.plan.startswith("exercise")])
     for report in [
         await importer.import_users(rt.store, users, actor="demo", now=now),
-        await importer.import_exercise_responses(rt.store, rt.client, exercise, actor="demo", now=now),
-        await importer.import_certificates(rt.store, rt.client, certs, actor="demo", now=now,
-                                           task_queue=rt.settings.task_queue),
+        await importer.import_exercise_responses(rt.store, _certificates(rt), exercise, actor="demo", now=now),
+        await importer.import_certificates(rt.store, _certificates(rt), certs, actor="demo", now=now),
     ]:
         print(f"  {report.summary()}")
     # An activity source reports on a certificate the registry does not know.
-    await rt.client.start_workflow(
-        "CertificateWorkflow", CertificateInput(case_reference=UNREGISTERED),
-        id=rules.workflow_id_for(UNREGISTERED), task_queue=rt.settings.task_queue,
-        start_signal="record_activity",
-        start_signal_args=[ActivityEvent(event_id="demo-unregistered-1", kind="amendment",
-                                         occurred_at=now - 700 * DAY, source="demo")],
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    await _certificates(rt).record_activity(UNREGISTERED, ActivityEvent(
+        event_id="demo-unregistered-1", kind="amendment", occurred_at=now - 700 * DAY, source="demo"))
     return certificates
 
 
-async def _when(handle: WorkflowHandle, ready: Callable[[CertificateStatus], bool],
-                timeout: float = 60) -> CertificateStatus | None:
+async def _when(certificates: CertificateClient, case_reference: str,
+                ready: Callable[[CertificateStatus], bool], timeout: float = 60) -> CertificateStatus | None:
     for _ in range(int(timeout * 4)):
-        status = await handle.query("status", result_type=CertificateStatus)
+        status = await certificates.status(case_reference)
         if ready(status):
             return status
         await asyncio.sleep(0.25)
@@ -159,7 +152,8 @@ async def _when(handle: WorkflowHandle, ready: Callable[[CertificateStatus], boo
 
 async def drive(rt: Runtime, certificate: DemoCertificate) -> None:
     """Take one certificate down its branch, as its provider and caseworker would."""
-    handle = rt.client.get_workflow_handle(rules.workflow_id_for(certificate.case_reference))
+    certificates = _certificates(rt)
+    ref = certificate.case_reference
     plan = certificate.plan
     responses = {
         "ongoing": "case_ongoing", "billed_keep_open": "complete_to_be_billed",
@@ -167,34 +161,28 @@ async def drive(rt: Runtime, certificate: DemoCertificate) -> None:
         "court_assessment_close": "complete_court_assessment", "no_bill_due": "complete_no_bill_due",
     }
     if plan in responses or plan in ("activity_during_notification", "discharged"):
-        status = await _when(handle, lambda s: s.open_notification is not None)
+        status = await _when(certificates, ref, lambda s: s.open_notification is not None)
         if status is None:
             return  # already driven on an earlier run
     if plan in responses:
         responder = "AJONES" if certificate.contact == "LEGACY01" else certificate.contact
-        await handle.execute_update("respond", RespondRequest(
-            user_login_id=responder, response=responses[plan], message="demo response"), result_type=dict)
+        await certificates.respond(ref, RespondRequest(
+            user_login_id=responder, response=responses[plan], message="demo response"))
     if plan == "activity_during_notification":
-        await handle.signal("record_activity", ActivityEvent(
-            event_id=f"demo-{certificate.case_reference}-bill", kind="bill",
-            occurred_at=datetime.now(timezone.utc), source="demo"))
+        await certificates.record_activity(ref, ActivityEvent(
+            event_id=f"demo-{ref}-bill", kind="bill", occurred_at=datetime.now(timezone.utc), source="demo"))
     if plan == "discharged":
-        await handle.signal("close_certificate", CloseCertificateRequest(
+        await certificates.close(ref, CloseCertificateRequest(
             reason="discharged", occurred_at=datetime.now(timezone.utc)))
     if plan in ("billed_keep_open", "court_assessment_close"):
         decision = "keep_open" if plan == "billed_keep_open" else "close"
-        if await _when(handle, lambda s: s.open_task is not None and s.open_task.kind == "review"):
-            await handle.signal("laa_decision", LaaDecisionRequest(
+        if await _when(certificates, ref, lambda s: s.open_task is not None and s.open_task.kind == "review"):
+            await certificates.decide(ref, LaaDecisionRequest(
                 caseworker="LAA-CW-01", decision=decision, reason=f"demo: {decision}"))
 
 
 async def stages(rt: Runtime) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {stage.value: [] for stage in IcrStage}
-    async for execution in rt.client.list_workflows("WorkflowType = 'CertificateWorkflow'"):
-        stage = execution.typed_search_attributes.get(SEARCH_ATTRIBUTES["IcrStage"])
-        if stage in found:
-            found[stage].append(execution.id.removeprefix("certificate-"))
-    return found
+    return stages_of([c async for c in _certificates(rt).list_certificates()])
 
 
 async def wait_for_every_stage(rt: Runtime, timeout: timedelta) -> dict[str, list[str]]:

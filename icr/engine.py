@@ -10,7 +10,10 @@ from datetime import timedelta
 import asyncpg
 import structlog
 from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import (
     Client,
     Schedule,
@@ -28,20 +31,13 @@ from temporalio.worker import Worker
 from activities.certificate_activities import CertificateActivities
 from icr.db.migrate import migrate
 from icr.db.store import Store
-from icr.search_attributes import CLI_TYPES
+from icr.search_attributes import SEARCH_ATTRIBUTES
 from icr.servers import Services, services
 from icr.settings import Settings
 from workflows.certificate import CertificateWorkflow
 from workflows.digest import DIGEST_WORKFLOW_ID, DailyDigestWorkflow
 
 log = structlog.get_logger(__name__)
-
-_INDEXED_TYPES = {
-    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
-    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
-}
-
 
 async def connect_temporal(settings: Settings, address: str) -> Client:
     tls: bool | TLSConfig = settings.temporal_tls
@@ -51,26 +47,39 @@ async def connect_temporal(settings: Settings, address: str) -> Client:
             client_cert=settings.temporal_tls_client_cert.read_bytes() if settings.temporal_tls_client_cert else None,
             client_private_key=settings.temporal_tls_client_key.read_bytes() if settings.temporal_tls_client_key else None,
         )
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
-        address, namespace=settings.temporal_namespace, api_key=settings.temporal_api_key,
-        tls=tls or bool(settings.temporal_api_key), data_converter=pydantic_data_converter)
+        address, namespace=settings.temporal_namespace, api_key=api_key,
+        tls=tls or bool(api_key), data_converter=pydantic_data_converter)
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> None:
     """Register the contract's search attributes that the server does not know yet: a
-    workflow that upserts an unknown one fails every workflow task."""
+    workflow that upserts an unknown one fails every workflow task. Tolerates a server that
+    cannot list them (the time-skipping test server) and attributes that already exist
+    (registered by ops, or by another worker starting at the same moment)."""
     try:
         known = set((await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=namespace))).custom_attributes)
     except RPCError as err:
         if err.status != RPCStatusCode.UNIMPLEMENTED:
             raise
-        known = set()  # the time-skipping test server lists nothing but can add
-    missing = {name: _INDEXED_TYPES[kind] for name, kind in CLI_TYPES.items() if name not in known}
-    if missing:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing))
-        log.info("search_attributes_registered", names=sorted(missing))
+        known = set()
+    added = []
+    for name, key in SEARCH_ATTRIBUTES.items():
+        if name in known:
+            continue
+        try:
+            await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+                namespace=namespace,
+                search_attributes={name: IndexedValueType.ValueType(key.indexed_value_type.value)}))
+            added.append(name)
+        except RPCError as err:
+            if err.status == RPCStatusCode.ALREADY_EXISTS or "already exists" in str(err).lower():
+                continue
+            raise
+    if added:
+        log.info("search_attributes_registered", names=added)
 
 
 @contextlib.asynccontextmanager
@@ -88,7 +97,7 @@ async def database(url: str, pool_size: int = 10) -> AsyncIterator[Store]:
 async def ensure_digest_schedule(client: Client, task_queue: str) -> None:
     """The daily digest runs at 07:00 UK time; creating it twice is harmless."""
     schedule = Schedule(
-        action=ScheduleActionStartWorkflow("DailyDigestWorkflow", id=DIGEST_WORKFLOW_ID, task_queue=task_queue),
+        action=ScheduleActionStartWorkflow(DailyDigestWorkflow.run, id=DIGEST_WORKFLOW_ID, task_queue=task_queue),
         spec=ScheduleSpec(cron_expressions=["0 7 * * *"], time_zone_name="Europe/London"),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP))
     try:
@@ -96,6 +105,11 @@ async def ensure_digest_schedule(client: Client, task_queue: str) -> None:
         log.info("digest_schedule_created", schedule_id=DIGEST_WORKFLOW_ID)
     except ScheduleAlreadyRunningError:
         pass
+    except RPCError as err:
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        # The time-skipping test server has no schedules: the worker still serves.
+        log.warning("digest_schedule_unavailable", reason="the server does not offer schedules")
 
 
 def build_worker(client: Client, store: Store, settings: Settings) -> Worker:

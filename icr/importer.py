@@ -25,17 +25,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypedDict, TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
-from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from icr.db.store import Store
-from icr.models import CertificateInput, ExerciseResponse, Registration, Response, Role, User
-from icr.rules import FUTURE_TOLERANCE, UK, Refused, check_case_reference, workflow_id_for
+from icr.client import CertificateClient
+from icr.db.store import Store, Upserted
+from icr.models import ExerciseResponse, Registration, Response, Role, User
+from icr.rules import FUTURE_TOLERANCE, UK, Refused, check_case_reference
 
 USERS = "users"
 CERTIFICATES = "certificates"
@@ -47,7 +44,6 @@ CERTIFICATE_COLUMNS = ("case_reference", "provider_firm_id", "office_code", "pro
 CERTIFICATE_OPTIONAL = ("last_activity_at",)
 EXERCISE_COLUMNS = ("case_reference", "response", "reported_on")
 
-WORKFLOW_TYPE = "CertificateWorkflow"
 # Rows written (and workflows started) at once; the store's pool bounds the database side.
 CONCURRENCY = 16
 
@@ -308,7 +304,52 @@ def _amount(value: str) -> Decimal:
     return Decimal(value)
 
 
-# --- writing ---------------------------------------------------------------------------
+# --- the one import driver: read, check, write, report --------------------------------
+
+
+@dataclass
+class _Kind(Generic[T]):
+    """What one kind of import supplies to the driver."""
+
+    name: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    key: str  # the column that identifies a row; a key seen twice refuses the later row
+    check_row: Callable[[_Check], T | None]  # None when the row is bad (problems recorded)
+    write: Callable[[T, ImportReport], Awaitable[Upserted]]
+    # Checks that need the whole file (the user directory, read once): may refuse rows.
+    check_file: Callable[[list[tuple[_Check, T]]], Awaitable[None]] | None = None
+
+
+async def _import(kind: _Kind[T], path: Path) -> ImportReport:
+    report = ImportReport(kind.name)
+    rows, report.refused = _read(path, kind.required, kind.optional)
+    seen: dict[str, int] = {}
+    checked: list[tuple[_Check, T]] = []
+    for row in rows:
+        check = _Check(row, report.refused)
+        item = kind.check_row(check)
+        check.once(kind.key, seen)
+        if item is not None:
+            checked.append((check, item))
+    if kind.check_file is not None and checked:
+        await kind.check_file(checked)
+    good = [(check.row.line, item) for check, item in checked if not check.bad]
+
+    async def write(entry: tuple[int, T]) -> None:
+        line, item = entry
+        try:
+            result = await kind.write(item, report)
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as e:
+            # A row the database refuses after all is reported like any bad row; its write
+            # was one transaction, so nothing of it is kept.
+            report.refused.append(RowError(line, kind.key, f"the registry refused the row: {e}"))
+            return
+        report.count(result.status)
+
+    await _bounded(good, write)
+    report.refused.sort(key=lambda e: e.line)
+    return report
 
 
 async def _bounded(items: list[T], fn: Callable[[T], Awaitable[Any]]) -> None:
@@ -324,93 +365,28 @@ async def _bounded(items: list[T], fn: Callable[[T], Awaitable[Any]]) -> None:
             raise result
 
 
-async def _write(report: ImportReport, line: int, column: str, write: Callable[[], Awaitable[Any]]) -> Any:
-    """One row's upsert (a single transaction). A row the database refuses after all is
-    reported like any bad row; nothing of it is written."""
-    try:
-        return await write()
-    except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as e:
-        report.refused.append(RowError(line, column, f"the registry refused the row: {e}"))
-        return None
-
-
-async def _signal(client: Client, case_reference: str) -> bool:
-    """Tell a running workflow that the registry changed; False when none is running."""
-    try:
-        await client.get_workflow_handle(workflow_id_for(case_reference)).signal("registration_updated")
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:  # never started, or completed
-            return False
-        raise
-    return True
-
-
-async def _ensure_workflow(client: Client, case_reference: str, task_queue: str, *, changed: bool) -> str:
-    """Start the certificate's workflow unless one exists. REJECT_DUPLICATE makes the
-    server refuse the id of a closed (completed) run as well as a running one, so nothing
-    is reopened. Returns "started", "signalled" or "existing"."""
-    try:
-        await client.start_workflow(
-            WORKFLOW_TYPE, CertificateInput(case_reference=case_reference),
-            id=workflow_id_for(case_reference), task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
-        return "started"  # it reads the registry itself on start
-    except WorkflowAlreadyStartedError:
-        pass
-    if changed and await _signal(client, case_reference):
-        return "signalled"
-    return "existing"
-
-
 # --- the three imports -----------------------------------------------------------------
 
 
+def _user_row(check: _Check) -> User | None:
+    login = check("login_id", _login)
+    firm = check("provider_firm_id", _firm_id)
+    roles = check("roles", _roles)
+    pre_silas = check("pre_silas", _bool)
+    if login is None or firm is None or roles is None or pre_silas is None:
+        return None
+    return User(login_id=login, provider_firm_id=firm, roles=roles, pre_silas=pre_silas)
+
+
 async def import_users(store: Store, path: Path, *, actor: str, now: datetime) -> ImportReport:
-    report = ImportReport(USERS)
-    rows, report.refused = _read(path, USER_COLUMNS)
-    seen: dict[str, int] = {}
-    good: list[tuple[int, User]] = []
-    for row in rows:
-        check = _Check(row, report.refused)
-        login = check("login_id", _login)
-        check.once("login_id", seen)
-        firm = check("provider_firm_id", _firm_id)
-        roles = check("roles", _roles)
-        pre_silas = check("pre_silas", _bool)
-        if not check.bad:
-            assert login is not None and firm is not None and roles is not None and pre_silas is not None
-            good.append((row.line, User(login_id=login, provider_firm_id=firm, roles=roles,
-                                        pre_silas=pre_silas)))
+    async def write(user: User, report: ImportReport) -> Upserted:
+        return await store.upsert_user(user, actor, now)
 
-    async def write(item: tuple[int, User]) -> None:
-        line, user = item
-        result = await _write(report, line, "login_id", lambda: store.upsert_user(user, actor, now))
-        if result is not None:
-            report.count(result.status)
-
-    await _bounded(good, write)
-    report.refused.sort(key=lambda e: e.line)
-    return report
-
-
-class _CertificateValues(TypedDict):
-    """One certificate row's checked values; None where the check failed (or, for
-    last_activity_at, the optional column was empty)."""
-
-    case_reference: str | None
-    provider_firm_id: str | None
-    office_code: str | None
-    provider_contact_login: str | None
-    granted_on: date | None
-    last_activity_at: datetime | None
-    poa_paid: Decimal | None
-    poa_recouped: Decimal | None
+    return await _import(_Kind(USERS, USER_COLUMNS, (), "login_id", _user_row, write), path)
 
 
 @dataclass
 class _Certificate:
-    line: int
     case_reference: str
     registration: Registration
     last_activity_at: datetime | None
@@ -418,112 +394,84 @@ class _Certificate:
     poa_recouped: Decimal
 
 
-async def import_certificates(store: Store, client: Client, path: Path, *, actor: str, now: datetime,
-                              task_queue: str) -> ImportReport:
-    report = ImportReport(CERTIFICATES)
-    rows, report.refused = _read(path, CERTIFICATE_COLUMNS, CERTIFICATE_OPTIONAL)
-    checks: list[tuple[_Check, _CertificateValues]] = []
-    seen: dict[str, int] = {}
-    for row in rows:
-        check = _Check(row, report.refused)
-        v: _CertificateValues = {
-            "case_reference": check("case_reference", _case_reference),
-            "provider_firm_id": check("provider_firm_id", _firm_id),
-            "office_code": check("office_code", _office_code),
-            "provider_contact_login": check("provider_contact_login", _login),
-            "granted_on": check("granted_on", _past_date(now)),
-            "last_activity_at": check("last_activity_at", _past_time(now), required=False),
-            "poa_paid": check("poa_paid", _amount),
-            "poa_recouped": check("poa_recouped", _amount),
-        }
-        check.once("case_reference", seen)
-        if v["poa_paid"] is not None and v["poa_recouped"] is not None and v["poa_recouped"] > v["poa_paid"]:
-            check.fail("poa_recouped", f"{v['poa_recouped']} recouped is more than the {v['poa_paid']} "
-                                       "paid on account")
-        checks.append((check, v))
+def _certificate_row(now: datetime) -> Callable[[_Check], _Certificate | None]:
+    def check_row(check: _Check) -> _Certificate | None:
+        ref = check("case_reference", _case_reference)
+        firm = check("provider_firm_id", _firm_id)
+        office = check("office_code", _office_code)
+        contact = check("provider_contact_login", _login)
+        granted_on = check("granted_on", _past_date(now))
+        last_activity_at = check("last_activity_at", _past_time(now), required=False)
+        paid = check("poa_paid", _amount)
+        recouped = check("poa_recouped", _amount)
+        if paid is not None and recouped is not None and recouped > paid:
+            check.fail("poa_recouped", f"{recouped} recouped is more than the {paid} paid on account")
+        if ref is None or firm is None or office is None or contact is None or granted_on is None \
+                or paid is None or recouped is None:
+            return None
+        return _Certificate(ref, Registration(provider_firm_id=firm, office_code=office,
+                                              provider_contact_login=contact, granted_on=granted_on),
+                            last_activity_at, paid, recouped)
+    return check_row
 
-    # The directory, read once for the whole file.
-    firms = {v["provider_firm_id"] for _, v in checks if v["provider_firm_id"]}
-    logins = {v["provider_contact_login"] for _, v in checks if v["provider_contact_login"]}
-    known_firms = await store.firms_with_users(sorted(firms)) if firms else set()
-    users = {u.login_id: u for u in await store.load_users(sorted(logins))} if logins else {}
 
-    good: list[_Certificate] = []
-    for check, v in checks:
-        firm, contact = v["provider_firm_id"], v["provider_contact_login"]
-        if firm is not None and firm not in known_firms:
-            check.fail("provider_firm_id", f"unknown provider firm {firm}: no user of that firm is in "
-                                           "the user directory (import its users first)")
-        if contact is not None:
+def _directory_check(store: Store) -> Callable[[list[tuple[_Check, _Certificate]]], Awaitable[None]]:
+    """Each certificate's firm and provider contact must be in the user directory."""
+    async def check_file(rows: list[tuple[_Check, _Certificate]]) -> None:
+        firms = sorted({c.registration.provider_firm_id for _, c in rows})
+        logins = sorted({c.registration.provider_contact_login for _, c in rows})
+        known_firms = await store.firms_with_users(firms)
+        users = {u.login_id: u for u in await store.load_users(logins)}
+        for check, c in rows:
+            firm, contact = c.registration.provider_firm_id, c.registration.provider_contact_login
+            if firm not in known_firms:
+                check.fail("provider_firm_id", f"unknown provider firm {firm}: no user of that firm is in "
+                                               "the user directory (import its users first)")
             user = users.get(contact)
             if user is None:
                 check.fail("provider_contact_login", f"provider contact {contact!r} is not in the user directory")
-            elif firm is not None and user.provider_firm_id != firm:
+            elif user.provider_firm_id != firm:
                 check.fail("provider_contact_login", f"provider contact {contact!r} is a user of firm "
                                                      f"{user.provider_firm_id}, not of firm {firm}")
-        if not check.bad:
-            assert v["case_reference"] is not None and firm is not None and v["office_code"] is not None \
-                and contact is not None and v["granted_on"] is not None and v["poa_paid"] is not None \
-                and v["poa_recouped"] is not None
-            good.append(_Certificate(
-                line=check.row.line, case_reference=v["case_reference"],
-                registration=Registration(provider_firm_id=firm, office_code=v["office_code"],
-                                          provider_contact_login=contact, granted_on=v["granted_on"]),
-                last_activity_at=v["last_activity_at"], poa_paid=v["poa_paid"], poa_recouped=v["poa_recouped"]))
+    return check_file
 
-    async def write(c: _Certificate) -> None:
-        existing = await store.certificate_row(c.case_reference)
-        if existing is not None and existing["closed_at"] is not None:
-            # Nothing reopens a closed certificate, and its recorded payments stay as recouped.
-            report.unchanged += 1
+
+async def import_certificates(store: Store, certificates: CertificateClient, path: Path, *, actor: str,
+                              now: datetime) -> ImportReport:
+    async def write(c: _Certificate, report: ImportReport) -> Upserted:
+        result = await store.upsert_certificate(c.case_reference, c.registration, c.last_activity_at,
+                                                c.poa_paid, c.poa_recouped, actor, now)
+        if result.status == "closed":  # counted as unchanged: neither rewritten nor started
             report.closed += 1
-            return
-        result = await _write(report, c.line, "case_reference", lambda: store.upsert_certificate(
-            c.case_reference, c.registration, c.last_activity_at, c.poa_paid, c.poa_recouped, actor, now))
-        if result is None:
-            return
-        report.count(result.status)
-        outcome = await _ensure_workflow(client, c.case_reference, task_queue,
-                                         changed=result.status != "unchanged")
-        if outcome == "started":
-            report.workflows_started += 1
-        elif outcome == "signalled":
+            return Upserted("unchanged")
+        if await certificates.start(c.case_reference):
+            report.workflows_started += 1  # it reads the registry itself on start
+        elif result.status != "unchanged" and await certificates.registration_updated(c.case_reference):
             report.workflows_signalled += 1
+        return result
 
-    await _bounded(good, write)
-    report.refused.sort(key=lambda e: e.line)
-    return report
+    kind = _Kind(CERTIFICATES, CERTIFICATE_COLUMNS, CERTIFICATE_OPTIONAL, "case_reference",
+                 _certificate_row(now), write, check_file=_directory_check(store))
+    return await _import(kind, path)
 
 
-async def import_exercise_responses(store: Store, client: Client | None, path: Path, *, actor: str,
-                                    now: datetime) -> ImportReport:
+async def import_exercise_responses(store: Store, certificates: CertificateClient | None, path: Path, *,
+                                    actor: str, now: datetime) -> ImportReport:
     """No workflow is started here: a certificate's workflow reads its exercise response
     when it starts, and a running one is told to read it again."""
-    report = ImportReport(EXERCISE_RESPONSES)
-    rows, report.refused = _read(path, EXERCISE_COLUMNS)
-    seen: dict[str, int] = {}
-    good: list[tuple[int, ExerciseResponse]] = []
-    for row in rows:
-        check = _Check(row, report.refused)
+    def check_row(check: _Check) -> ExerciseResponse | None:
         ref = check("case_reference", _case_reference)
-        check.once("case_reference", seen)
         response = check("response", _response)
         reported_on = check("reported_on", _past_date(now))
-        if not check.bad:
-            assert ref is not None and response is not None and reported_on is not None
-            good.append((row.line, ExerciseResponse(case_reference=ref, response=response,
-                                                    reported_on=reported_on)))
+        if ref is None or response is None or reported_on is None:
+            return None
+        return ExerciseResponse(case_reference=ref, response=response, reported_on=reported_on)
 
-    async def write(item: tuple[int, ExerciseResponse]) -> None:
-        line, exercise = item
-        result = await _write(report, line, "case_reference",
-                              lambda: store.upsert_exercise_response(exercise, actor, now))
-        if result is None:
-            return
-        report.count(result.status)
-        if client is not None and result.status != "unchanged" and await _signal(client, exercise.case_reference):
+    async def write(exercise: ExerciseResponse, report: ImportReport) -> Upserted:
+        result = await store.upsert_exercise_response(exercise, actor, now)
+        if certificates is not None and result.status != "unchanged" \
+                and await certificates.registration_updated(exercise.case_reference):
             report.workflows_signalled += 1
+        return result
 
-    await _bounded(good, write)
-    report.refused.sort(key=lambda e: e.line)
-    return report
+    return await _import(_Kind(EXERCISE_RESPONSES, EXERCISE_COLUMNS, (), "case_reference", check_row, write), path)

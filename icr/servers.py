@@ -25,7 +25,7 @@ import asyncpg
 import structlog
 from temporalio.client import Client
 
-from icr.search_attributes import CLI_TYPES
+from icr.search_attributes import SEARCH_ATTRIBUTES, cli_type
 from icr.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -97,8 +97,8 @@ async def temporal_dev_server(settings: Settings) -> AsyncIterator[tuple[str, st
             "--db-filename", str(data / "temporal.db"), "--log-level", "warn",
             # Measured 1.6x the throughput of the default journal on SQLite.
             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
-    for name, kind in CLI_TYPES.items():
-        args += ["--search-attribute", f"{name}={kind}"]
+    for name, key in SEARCH_ATTRIBUTES.items():
+        args += ["--search-attribute", f"{name}={cli_type(key)}"]
     log_file = open(data / "temporal.log", "ab")
     process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     pid_file.write_text(str(process.pid))
@@ -143,7 +143,7 @@ async def embedded_postgres(settings: Settings) -> AsyncIterator[str]:
 async def services(settings: Settings) -> AsyncIterator[Services]:
     async with contextlib.AsyncExitStack() as stack:
         if settings.database_url:
-            database_url = settings.database_url
+            database_url = settings.database_url.get_secret_value()
         else:
             database_url = await stack.enter_async_context(embedded_postgres(settings))
         ui_url = None

@@ -1,59 +1,43 @@
-"""Configuration, read once from the environment at the edge (worker.py, starter.py)."""
+"""Configuration, read once from the environment at the edge (worker.py, starter.py) and
+passed down. Secrets are `SecretStr`: they print as `**********` in logs, errors and reprs."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TASK_QUEUE = "inactive-case-review"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
+    # Each field reads the variable named in its alias; code may also pass it by field name.
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", env_ignore_empty=True)
+
     # Unset: the engine starts the Temporal dev server (with the Web UI) itself.
-    temporal_address: str | None = None
-    temporal_namespace: str = "default"
-    temporal_api_key: str | None = None
-    temporal_tls: bool = False
-    temporal_tls_ca_cert: Path | None = None
-    temporal_tls_client_cert: Path | None = None
-    temporal_tls_client_key: Path | None = None
-    # Unset: the engine starts embedded PostgreSQL in the data directory.
-    database_url: str | None = None
-    data_dir: Path = ROOT / ".data"
-    task_queue: str = TASK_QUEUE
-    temporal_port: int = 7233
-    ui_port: int = 8233
-    max_concurrent_activities: int = 100
-    max_concurrent_workflow_tasks: int = 100
-    db_pool_size: int = 10
-    log_format: str = "console"  # or "json"
-    log_level: str = "info"
+    temporal_address: str | None = Field(default=None, validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
+    temporal_api_key: SecretStr | None = Field(default=None, validation_alias="TEMPORAL_API_KEY")
+    temporal_tls: bool = Field(default=False, validation_alias="TEMPORAL_TLS")
+    temporal_tls_ca_cert: Path | None = Field(default=None, validation_alias="TEMPORAL_TLS_CA_CERT")
+    temporal_tls_client_cert: Path | None = Field(default=None, validation_alias="TEMPORAL_TLS_CLIENT_CERT")
+    temporal_tls_client_key: Path | None = Field(default=None, validation_alias="TEMPORAL_TLS_CLIENT_KEY")
+    # Unset: the engine starts embedded PostgreSQL in the data directory. A URL carries its
+    # password, so it is a secret too.
+    database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")
+    data_dir: Path = Field(default=ROOT / ".data", validation_alias="ICR_DATA_DIR")
+    task_queue: str = Field(default=TASK_QUEUE, validation_alias="ICR_TASK_QUEUE")
+    temporal_port: int = Field(default=7233, validation_alias="ICR_TEMPORAL_PORT")
+    ui_port: int = Field(default=8233, validation_alias="ICR_UI_PORT")
+    max_concurrent_activities: int = Field(default=100, validation_alias="ICR_MAX_CONCURRENT_ACTIVITIES")
+    max_concurrent_workflow_tasks: int = Field(default=100, validation_alias="ICR_MAX_CONCURRENT_WORKFLOW_TASKS")
+    db_pool_size: int = Field(default=10, validation_alias="ICR_DB_POOL_SIZE")
+    log_format: str = Field(default="console", validation_alias="ICR_LOG_FORMAT")  # or "json"
+    log_level: str = Field(default="info", validation_alias="ICR_LOG_LEVEL")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        names = {
-            "TEMPORAL_ADDRESS": "temporal_address",
-            "TEMPORAL_NAMESPACE": "temporal_namespace",
-            "TEMPORAL_API_KEY": "temporal_api_key",
-            "TEMPORAL_TLS": "temporal_tls",
-            "TEMPORAL_TLS_CA_CERT": "temporal_tls_ca_cert",
-            "TEMPORAL_TLS_CLIENT_CERT": "temporal_tls_client_cert",
-            "TEMPORAL_TLS_CLIENT_KEY": "temporal_tls_client_key",
-            "DATABASE_URL": "database_url",
-            "ICR_DATA_DIR": "data_dir",
-            "ICR_TASK_QUEUE": "task_queue",
-            "ICR_TEMPORAL_PORT": "temporal_port",
-            "ICR_UI_PORT": "ui_port",
-            "ICR_MAX_CONCURRENT_ACTIVITIES": "max_concurrent_activities",
-            "ICR_MAX_CONCURRENT_WORKFLOW_TASKS": "max_concurrent_workflow_tasks",
-            "ICR_DB_POOL_SIZE": "db_pool_size",
-            "ICR_LOG_FORMAT": "log_format",
-            "ICR_LOG_LEVEL": "log_level",
-        }
-        values = {field: env[name] for name, field in names.items() if env.get(name)}
-        return cls.model_validate(values)
+    def from_env(cls) -> Settings:
+        """From the process environment (variables named as in the README)."""
+        return cls()

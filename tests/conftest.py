@@ -19,12 +19,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from icr.client import CertificateClient
 from icr.db.migrate import migrate
 from icr.db.store import Store
 from icr.engine import build_worker, ensure_search_attributes
 from icr.models import CertificateInput, Registration, User
 from icr.rules import workflow_id_for
 from icr.settings import Settings
+from workflows.certificate import CertificateWorkflow
 
 TEMPLATE = "icr_template"
 
@@ -105,9 +107,13 @@ class Engine:
     task_queue: str
     ref: str  # a certificate of this test's own
 
+    @property
+    def certificates(self) -> CertificateClient:
+        return CertificateClient(self.client, self.task_queue)
+
     async def start(self, case_reference: str, **extra: object) -> WorkflowHandle:
         return await self.client.start_workflow(
-            "CertificateWorkflow", CertificateInput(case_reference=case_reference, **extra),
+            CertificateWorkflow.run, CertificateInput(case_reference=case_reference, **extra),
             id=workflow_id_for(case_reference), task_queue=self.task_queue)
 
     async def now(self) -> datetime:

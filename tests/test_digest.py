@@ -7,15 +7,21 @@ from datetime import datetime, timedelta
 
 from temporalio.client import WorkflowExecutionStatus
 
-from icr.models import CloseNotification, DailyDigestResult, NotificationStatus, RaiseNotification
+from icr.models import (
+    CloseNotification,
+    DailyDigestResult,
+    NotificationStatus,
+    RaiseNotification,
+)
 from icr.rules import UK
 from tests.conftest import Engine
+from workflows.digest import DailyDigestWorkflow
 
 
 async def run_digest(engine: Engine, run: int) -> DailyDigestResult:
     """Run it in real time: awaiting a result on the time-skipping server lets it jump ahead."""
     handle = await engine.client.start_workflow(
-        "DailyDigestWorkflow", id=f"digest-test-{engine.ref}-{run}", task_queue=engine.task_queue)
+        DailyDigestWorkflow.run, id=f"digest-test-{engine.ref}-{run}", task_queue=engine.task_queue)
     for _ in range(100):
         if (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED:
             # From the history, not result(): that too would unlock time skipping.

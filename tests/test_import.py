@@ -105,7 +105,7 @@ def handle(engine: Engine, ref: str) -> WorkflowHandle:
 
 
 async def status(engine: Engine, ref: str) -> CertificateStatus:
-    return await handle(engine, ref).query("status", result_type=CertificateStatus)
+    return await engine.certificates.status(ref)
 
 
 async def loaded(engine: Engine, ref: str) -> CertificateStatus:
@@ -135,8 +135,7 @@ async def count(store: Store, sql: str, *args: object) -> int:
 
 
 async def certificates(engine: Engine, path: Path, now: datetime, actor: str = ACTOR) -> ImportReport:
-    return await import_certificates(engine.store, engine.client, path, actor=actor, now=now,
-                                     task_queue=engine.task_queue)
+    return await import_certificates(engine.store, engine.certificates, path, actor=actor, now=now)
 
 
 def cert_row(ref: str, last_activity_at: datetime | str | None, *, contact: str = "CASEWORKER1",
@@ -221,7 +220,7 @@ async def test_a_missing_required_column_refuses_the_whole_file(
         elif kind == "certificates":
             await certificates(engine, path, now)
         else:
-            await import_exercise_responses(engine.store, engine.client, path, actor=ACTOR, now=now)
+            await import_exercise_responses(engine.store, engine.certificates, path, actor=ACTOR, now=now)
     assert str(path) in str(refused.value)
     assert await count(engine.store, "SELECT count(*) FROM audit_log") == before
     assert await count(engine.store, "SELECT count(*) FROM users WHERE login_id = 'NEW1'") == 0
@@ -439,7 +438,7 @@ async def test_a_closed_certificate_is_not_restarted_or_rewritten(
     assert (await certificates(engine, path, now)).workflows_started == 1
     await loaded(engine, ref_a)
     h = engine.client.get_workflow_handle(workflow_id_for(ref_a), result_type=CertificateStatus)
-    await h.signal("close_certificate", CloseCertificateRequest(reason="discharged", occurred_at=now))
+    await engine.certificates.close(ref_a, CloseCertificateRequest(reason="discharged", occurred_at=now))
     result = await h.result()
     assert result.stage == "Closed"
     run_id, state = await execution(engine, ref_a)
@@ -505,7 +504,7 @@ async def test_exercise_responses(engine: Engine, tmp_path: Path, ref_a: str, re
         f"2024-01-16,complete_to_be_billed,{ref_b}",              # 8 good, no workflow (yet)
         "2024-01-15,,300000000009",                             # 9 no response
     ])
-    report = await import_exercise_responses(engine.store, engine.client, path, actor=ACTOR, now=now)
+    report = await import_exercise_responses(engine.store, engine.certificates, path, actor=ACTOR, now=now)
     assert (report.imported, report.updated, report.unchanged, report.refused_rows) == (2, 0, 0, 6)
     assert report.workflows_signalled == 1
     assert where(report) == [(3, "case_reference"), (4, "response"), (5, "reported_on"), (6, "reported_on"),
@@ -518,7 +517,7 @@ async def test_exercise_responses(engine: Engine, tmp_path: Path, ref_a: str, re
         (ref_a, "case_ongoing", "2024-01-15"), (ref_b, "complete_to_be_billed", "2024-01-16")])
     assert await no_workflow(engine, ref_b)  # the exercise import starts nothing
 
-    again = await import_exercise_responses(engine.store, engine.client, path, actor=ACTOR, now=now + DAY)
+    again = await import_exercise_responses(engine.store, engine.certificates, path, actor=ACTOR, now=now + DAY)
     assert (again.imported, again.updated, again.unchanged, again.workflows_signalled) == (0, 0, 2, 0)
 
     changed = csv_file(tmp_path, "exercise2.csv", ["case_reference,response,reported_on",

@@ -13,22 +13,25 @@ from temporalio.client import WorkflowHandle
 
 from icr.models import (
     ActivityEvent,
+    CertificateInput,
     CertificateStatus,
     CloseCertificateRequest,
     ExerciseResponse,
     LaaDecisionRequest,
     ReassignContactRequest,
     RespondRequest,
+    RespondResult,
     Response,
 )
 from icr.rules import financial_year_end_after
 from tests.conftest import Engine, add_certificate, add_user
+from workflows.certificate import CertificateWorkflow
 
 DAY = timedelta(days=1)
 
 
 async def status(handle: WorkflowHandle) -> CertificateStatus:
-    return await handle.query("status", result_type=CertificateStatus)
+    return await handle.query(CertificateWorkflow.status)
 
 
 async def search_attributes(engine: Engine, handle: WorkflowHandle) -> dict[str, object]:
@@ -66,9 +69,9 @@ async def due_certificate(engine: Engine, ref: str | None = None, *, poa_paid: s
 
 
 async def respond(handle: WorkflowHandle, response: str, user: str = "CASEWORKER1",
-                  message: str | None = None) -> dict:
+                  message: str | None = None) -> RespondResult:
     return await handle.execute_update(
-        "respond", RespondRequest(user_login_id=user, response=response, message=message), result_type=dict)
+        CertificateWorkflow.respond, RespondRequest(user_login_id=user, response=response, message=message))
 
 
 async def test_due_certificate_raises_one_notification_to_its_contact(engine: Engine) -> None:
@@ -98,7 +101,7 @@ async def test_due_certificate_raises_one_notification_to_its_contact(engine: En
 async def test_case_ongoing_renews_the_clock(engine: Engine) -> None:
     handle = await due_certificate(engine)
     result = await respond(handle, "case_ongoing")
-    assert result["outcome"] == "clock restarted"
+    assert result.outcome == "clock restarted"
     s = await status(handle)
     assert s.stage == "Active" and s.open_notification is None and s.notification_cycle == 0
     assert s.last_activity_at is not None
@@ -119,12 +122,12 @@ async def test_case_ongoing_renews_the_clock(engine: Engine) -> None:
 async def test_review_response_then_caseworker_decision(engine: Engine, response: str, decision: str) -> None:
     handle = await due_certificate(engine, poa_paid="2500.00", poa_recouped="1000.00")
     result = await respond(handle, response)
-    assert result["outcome"] == "LAA review task raised"
+    assert result.outcome == "LAA review task raised"
     s = await status(handle)
     assert s.stage == "LaaReview" and s.open_task is not None and s.open_task.kind == "review"
     tasks = await engine.store.tasks_of(engine.ref)
     assert [(t["kind"], t["response"], t["is_open"]) for t in tasks] == [("review", response, True)]
-    await handle.signal("laa_decision", LaaDecisionRequest(caseworker="LAA-CW-7", decision=decision,
+    await handle.signal(CertificateWorkflow.laa_decision, LaaDecisionRequest(caseworker="LAA-CW-7", decision=decision,
                                                            reason="checked"))
     await engine.env.sleep(1)
     tasks = await engine.store.tasks_of(engine.ref)
@@ -203,7 +206,7 @@ async def test_three_unanswered_cycles_then_escalation(engine: Engine) -> None:
     # Nothing more is sent while the caseworker decides.
     await engine.env.sleep(30 * DAY)
     assert len(await engine.store.notifications_of(engine.ref)) == 3
-    await handle.signal("laa_decision", LaaDecisionRequest(caseworker="CM-1", decision="close", reason="no contact"))
+    await handle.signal(CertificateWorkflow.laa_decision, LaaDecisionRequest(caseworker="CM-1", decision="close", reason="no contact"))
     final = CertificateStatus.model_validate(await handle.result())
     assert final.stage == "Closed"
 
@@ -211,7 +214,7 @@ async def test_three_unanswered_cycles_then_escalation(engine: Engine) -> None:
 async def test_activity_during_open_notification_closes_it_and_restarts_the_clock(engine: Engine) -> None:
     handle = await due_certificate(engine)
     now = await engine.now()
-    await handle.signal("record_activity", ActivityEvent(event_id="bill-1", kind="bill", occurred_at=now))
+    await handle.signal(CertificateWorkflow.record_activity, ActivityEvent(event_id="bill-1", kind="bill", occurred_at=now))
     await engine.env.sleep(1)
     s = await status(handle)
     assert s.stage == "Active" and s.open_notification is None and s.notification_cycle == 0
@@ -224,13 +227,13 @@ async def test_duplicate_and_older_events_move_nothing(engine: Engine) -> None:
     now = await engine.now()
     await add_certificate(engine.store, engine.ref, last_activity_at=now - 10 * DAY)
     handle = await engine.start(engine.ref)
-    await handle.signal("record_activity", ActivityEvent(event_id="e1", kind="amendment", occurred_at=now))
+    await handle.signal(CertificateWorkflow.record_activity, ActivityEvent(event_id="e1", kind="amendment", occurred_at=now))
     await engine.env.sleep(1)
     deadline = (await status(handle)).inactivity_deadline
     assert deadline == now + 608 * DAY
-    await handle.signal("record_activity", ActivityEvent(event_id="e1", kind="amendment",
+    await handle.signal(CertificateWorkflow.record_activity, ActivityEvent(event_id="e1", kind="amendment",
                                                          occurred_at=now + timedelta(minutes=1)))
-    await handle.signal("record_activity", ActivityEvent(event_id="e0", kind="bill", occurred_at=now - 5 * DAY))
+    await handle.signal(CertificateWorkflow.record_activity, ActivityEvent(event_id="e0", kind="bill", occurred_at=now - 5 * DAY))
     await engine.env.sleep(1)
     assert (await status(handle)).inactivity_deadline == deadline
     ledger = await engine.store.ledger_of(engine.ref)
@@ -265,7 +268,7 @@ async def test_exercise_response_is_applied_instead_of_a_notification(engine: En
 async def test_close_certificate_ends_the_workflow_and_nothing_reopens_it(engine: Engine) -> None:
     handle = await due_certificate(engine, poa_paid="900.00")
     now = await engine.now()
-    await handle.signal("close_certificate", CloseCertificateRequest(reason="discharged", occurred_at=now))
+    await handle.signal(CertificateWorkflow.close_certificate, CloseCertificateRequest(reason="discharged", occurred_at=now))
     final = CertificateStatus.model_validate(await handle.result())
     assert final.stage == "Closed" and final.recoupments == []
     assert [r["status"] for r in await engine.store.notifications_of(engine.ref)] == ["Certificate Closed"]
@@ -275,8 +278,8 @@ async def test_close_certificate_ends_the_workflow_and_nothing_reopens_it(engine
 
     with pytest.raises(WorkflowAlreadyStartedError):
         await engine.client.start_workflow(
-            "CertificateWorkflow", {"case_reference": engine.ref}, id=handle.id, task_queue=engine.task_queue,
-            start_signal="record_activity",
+            CertificateWorkflow.run, CertificateInput(case_reference=engine.ref), id=handle.id, task_queue=engine.task_queue,
+            start_signal=CertificateWorkflow.record_activity.__name__,
             start_signal_args=[ActivityEvent(event_id="late", kind="bill", occurred_at=now)],
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
@@ -292,7 +295,7 @@ async def test_policy_of_608_days_then_365(engine: Engine) -> None:
     assert s.stage == "Active" and s.policy_version == 2
     assert s.inactivity_deadline == now - 400 * DAY + 608 * DAY
     policy = await engine.store.add_policy_version(365, now, "ops", "back to 12 months", now)
-    await handle.signal("policy_changed")
+    await handle.signal(CertificateWorkflow.policy_changed)
     await engine.env.sleep(1)
     s = await status(handle)
     assert s.policy_version == policy.version and s.stage == "AwaitingResponse"
@@ -315,8 +318,8 @@ async def test_policy_version_taking_effect_later_applies_on_its_date(engine: En
 async def test_unregistered_certificate_falls_due_to_an_laa_task(engine: Engine) -> None:
     now = await engine.now()
     await engine.client.start_workflow(
-        "CertificateWorkflow", {"case_reference": engine.ref}, id=f"certificate-{engine.ref}", task_queue=engine.task_queue,
-        start_signal="record_activity",
+        CertificateWorkflow.run, CertificateInput(case_reference=engine.ref), id=f"certificate-{engine.ref}",
+        task_queue=engine.task_queue, start_signal=CertificateWorkflow.record_activity.__name__,
         start_signal_args=[ActivityEvent(event_id="a1", kind="application", occurred_at=now - 700 * DAY)])
     handle = engine.client.get_workflow_handle(f"certificate-{engine.ref}")
     await engine.env.sleep(1)
@@ -330,7 +333,7 @@ async def test_unregistered_certificate_falls_due_to_an_laa_task(engine: Engine)
 async def test_follow_up_when_no_bill_by_31_march(engine: Engine) -> None:
     handle = await due_certificate(engine)
     await respond(handle, "complete_to_be_billed")
-    await handle.signal("laa_decision", LaaDecisionRequest(caseworker="CW", decision="keep_open", reason=""))
+    await handle.signal(CertificateWorkflow.laa_decision, LaaDecisionRequest(caseworker="CW", decision="keep_open", reason=""))
     await engine.env.sleep(1)
     s = await status(handle)
     assert s.follow_up_due_at is not None
@@ -343,9 +346,9 @@ async def test_follow_up_when_no_bill_by_31_march(engine: Engine) -> None:
 async def test_a_bill_before_31_march_cancels_the_follow_up(engine: Engine) -> None:
     handle = await due_certificate(engine)
     await respond(handle, "complete_to_be_billed")
-    await handle.signal("laa_decision", LaaDecisionRequest(caseworker="CW", decision="keep_open", reason=""))
+    await handle.signal(CertificateWorkflow.laa_decision, LaaDecisionRequest(caseworker="CW", decision="keep_open", reason=""))
     await engine.env.sleep(1)
-    await handle.signal("record_activity", ActivityEvent(event_id="b1", kind="bill", occurred_at=await engine.now()))
+    await handle.signal(CertificateWorkflow.record_activity, ActivityEvent(event_id="b1", kind="bill", occurred_at=await engine.now()))
     await engine.env.sleep(1)
     s = await status(handle)
     assert s.follow_up_due_at is None
@@ -357,9 +360,9 @@ async def test_cross_office_user_reassigns_the_contact_for_later_notifications(e
     handle = await due_certificate(engine)
     await add_user(engine.store, "XOFFICE", ["case_management", "cross_office"])
     await add_user(engine.store, "NEWCONTACT", ["case_management"])
-    result = await handle.execute_update("reassign_contact", ReassignContactRequest(
-        user_login_id="XOFFICE", new_contact_login_id="NEWCONTACT"), result_type=dict)
-    assert result["provider_contact_login"] == "NEWCONTACT"
+    result = await handle.execute_update(CertificateWorkflow.reassign_contact, ReassignContactRequest(
+        user_login_id="XOFFICE", new_contact_login_id="NEWCONTACT"))
+    assert result.provider_contact_login == "NEWCONTACT"
     assert (await engine.store.certificate_row(engine.ref))["provider_contact_login"] == "NEWCONTACT"
     await engine.env.sleep(21 * DAY + timedelta(minutes=1))  # returned and resent
     s = await status(handle)
@@ -372,7 +375,7 @@ async def test_long_lived_certificate_continues_as_new_without_losing_state(engi
     handle = await engine.start(engine.ref, history_limit=40)
     first_run = await run_id(engine, handle)
     for i in range(30):
-        await handle.signal("record_activity", ActivityEvent(
+        await handle.signal(CertificateWorkflow.record_activity, ActivityEvent(
             event_id=f"e{i}", kind="amendment", occurred_at=now + timedelta(seconds=i)))
         await engine.env.sleep(1)
     s = await status(handle)
@@ -392,7 +395,7 @@ async def test_recorded_histories_replay_deterministically(engine: Engine) -> No
     handle = await due_certificate(engine, poa_paid="300.00")
     await engine.env.sleep(21 * DAY + timedelta(minutes=1))
     await respond(handle, "complete_court_assessment")
-    await handle.signal("laa_decision", LaaDecisionRequest(caseworker="CW", decision="close", reason="done"))
+    await handle.signal(CertificateWorkflow.laa_decision, LaaDecisionRequest(caseworker="CW", decision="close", reason="done"))
     await handle.result()
     history = await handle.fetch_history()
     replayer = Replayer(workflows=[CertificateWorkflow], data_converter=pydantic_data_converter)

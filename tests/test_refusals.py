@@ -5,17 +5,32 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError
 
-from icr.models import ActivityEvent, CertificateStatus, LaaDecisionRequest, RespondRequest
+from icr.models import (
+    ActivityEvent,
+    LaaDecisionRequest,
+    RespondRequest,
+)
 from tests.conftest import OTHER_FIRM, Engine, add_certificate, add_user
-from tests.test_lifecycle import DAY, due_certificate, respond, started_certificate, status
+from tests.test_lifecycle import (
+    DAY,
+    due_certificate,
+    respond,
+    started_certificate,
+    status,
+)
+from workflows.certificate import CertificateWorkflow
 
 
 async def refused(handle: WorkflowHandle, request: RespondRequest) -> ApplicationError:
     with pytest.raises(WorkflowUpdateFailedError) as caught:
-        await handle.execute_update("respond", request, result_type=dict)
+        await handle.execute_update(CertificateWorkflow.respond, request)
     cause = caught.value.cause
     assert isinstance(cause, ApplicationError)
     return cause
@@ -87,7 +102,7 @@ async def test_second_response_to_the_same_notification_is_refused(engine: Engin
 
 async def test_malformed_case_reference_fails_the_workflow_with_a_clear_error(engine: Engine) -> None:
     handle = await engine.client.start_workflow(
-        "CertificateWorkflow", {"case_reference": "12345"}, id="certificate-12345",
+        CertificateWorkflow.run, {"case_reference": "12345"}, id="certificate-12345",
         task_queue=engine.task_queue)
     with pytest.raises(WorkflowFailureError) as caught:
         await handle.result()
@@ -102,8 +117,8 @@ async def test_unknown_and_future_activity_is_audited_and_moves_nothing(engine: 
     handle = await engine.start(engine.ref)
     await engine.env.sleep(1)
     before = await status(handle)
-    await handle.signal("record_activity", ActivityEvent(event_id="q1", kind="case_enquiry", occurred_at=now))
-    await handle.signal("record_activity", ActivityEvent(event_id="f1", kind="bill",
+    await handle.signal(CertificateWorkflow.record_activity, ActivityEvent(event_id="q1", kind="case_enquiry", occurred_at=now))
+    await handle.signal(CertificateWorkflow.record_activity, ActivityEvent(event_id="f1", kind="bill",
                                                          occurred_at=now + timedelta(minutes=6)))
     await engine.env.sleep(1)
     after = await status(handle)
@@ -124,10 +139,10 @@ async def test_malformed_payloads_never_fail_a_workflow_task(engine: Engine) -> 
     for garbage in [{}, {"event_id": 7}, {"event_id": "x", "kind": "bill", "occurred_at": "yesterday"},
                     {"event_id": "y", "kind": "bill", "occurred_at": "2026-01-01T00:00:00"}, "text", [1, 2],
                     {"event_id": "z" * 500, "kind": "bill", "occurred_at": now.isoformat()}]:
-        await handle.signal("record_activity", garbage)
-    await handle.signal("laa_decision", {"caseworker": "", "decision": "maybe"})
-    await handle.signal("laa_decision", LaaDecisionRequest(caseworker="CW", decision="close", reason=""))
-    await handle.signal("record_activity", ActivityEvent(event_id="ok", kind="bill", occurred_at=now))
+        await handle.signal(CertificateWorkflow.record_activity, garbage)
+    await handle.signal(CertificateWorkflow.laa_decision, {"caseworker": "", "decision": "maybe"})
+    await handle.signal(CertificateWorkflow.laa_decision, LaaDecisionRequest(caseworker="CW", decision="close", reason=""))
+    await handle.signal(CertificateWorkflow.record_activity, ActivityEvent(event_id="ok", kind="bill", occurred_at=now))
     await engine.env.sleep(1)
     s = await status(handle)
     assert s.stage == "Active" and s.last_activity_at == now

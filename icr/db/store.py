@@ -67,7 +67,9 @@ def _policy(row: asyncpg.Record) -> Policy:
 class Upserted:
     """Outcome of importing one row."""
 
-    status: str  # "imported", "updated" or "unchanged"
+    # "imported", "updated", "unchanged", or "closed": a certificate closed in the registry,
+    # left exactly as it is (nothing reopens it, its recorded payments stay as recouped).
+    status: str
 
 
 class Store:
@@ -356,6 +358,8 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction():
             old = await conn.fetchrow("SELECT * FROM certificates WHERE case_reference = $1 FOR UPDATE",
                                       case_reference)
+            if old is not None and old["closed_at"] is not None:
+                return Upserted("closed")
             new = {"provider_firm_id": registration.provider_firm_id, "office_code": registration.office_code,
                    "provider_contact_login": registration.provider_contact_login,
                    "granted_on": registration.granted_on, "last_activity_at": last_activity_at,
