@@ -260,6 +260,8 @@ def test_at_deadline_raises_notification(policy: Policy, deadline: datetime) -> 
             date_assigned=deadline,
             due_date=deadline + timedelta(days=14),
             return_date=deadline + timedelta(days=21),
+            subject="Inactive Case Please Review",
+            letter=rules.notification_letter(CASE, deadline + timedelta(days=14)),
         )
     ]
     n = t.state.notification
@@ -374,6 +376,8 @@ def test_returned_at_21_days_closes_as_no_response_raises_task_and_resends() -> 
         date_assigned=N1_RETURN,
         due_date=N2_DUE,
         return_date=N2_RETURN,
+        subject="Inactive Case Please Review",
+        letter=rules.notification_letter(CASE, N2_DUE),
     )
     s = t.state
     assert s.task is not None

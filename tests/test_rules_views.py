@@ -15,6 +15,7 @@ from icr.models import (
     CertificateState,
     IcrStage,
     NotificationView,
+    RaiseNotification,
     RespondRequest,
     Response,
     TaskKind,
@@ -59,6 +60,19 @@ def test_notification_letter_shows_due_date_in_uk_time_and_the_five_responses() 
     for label in ["Case Ongoing", "Case Complete to be Billed", "Case Complete Costs Negotiated",
                   "Case Complete Court Assessment", "Case Complete No Bill Due"]:
         assert label in letter
+
+
+def test_notification_effect_carries_the_subject_and_the_letter_with_its_own_due_date() -> None:
+    (raised,) = step(state(), N1).effects
+    assert isinstance(raised, RaiseNotification)
+    assert raised.subject == "Inactive Case Please Review"
+    assert raised.letter == rules.notification_letter(CASE, N1_DUE)
+    assert "Certificate 300001416143 has had no recorded activity" in raised.letter
+    assert "Please tell us by 31 May 2026 " in raised.letter
+    resend = step(overdue(), N1_RETURN).effects[-1]
+    assert isinstance(resend, RaiseNotification)
+    assert resend.subject == "Inactive Case Please Review"
+    assert "Please tell us by 21 June 2026 " in resend.letter
 
 
 # --- stage_of, search_attributes, status_of --------------------------------------------

@@ -47,6 +47,7 @@ from icr.models import (
 )
 from icr.rules.checks import EVENT_ID_MAX_CHARS, Refused, check_decision, check_event, check_response
 from icr.rules.dates import financial_year_end_after, inactivity_deadline, start_of_day_uk
+from icr.rules.letters import NOTIFICATION_SUBJECT, notification_letter
 from icr.rules.views import stage_of
 
 HISTORY_KEPT = 25
@@ -296,6 +297,8 @@ def _raise_notification(s: CertificateState, now: datetime) -> RaiseNotification
         date_assigned=notification.date_assigned,
         due_date=notification.due_date,
         return_date=notification.return_date,
+        subject=NOTIFICATION_SUBJECT,
+        letter=notification_letter(s.case_reference, notification.due_date),
     )
 
 
