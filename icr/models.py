@@ -352,6 +352,9 @@ class RaiseNotification(Model):
     date_assigned: datetime
     due_date: datetime
     return_date: datetime
+    # Rendered by the rules, so the store writes what it is given and depends on models only.
+    subject: str
+    letter: str
 
 
 class MarkNotificationOverdue(Model):

@@ -7,13 +7,8 @@ from datetime import datetime, timedelta
 
 from temporalio.client import WorkflowExecutionStatus
 
-from icr.models import (
-    CloseNotification,
-    DailyDigestResult,
-    NotificationStatus,
-    RaiseNotification,
-)
-from icr.rules import UK
+from icr.models import CloseNotification, DailyDigestResult, NotificationStatus, RaiseNotification
+from icr.rules import NOTIFICATION_SUBJECT, UK, notification_letter
 from tests.conftest import Engine
 from workflows.digest import DailyDigestWorkflow
 
@@ -38,7 +33,8 @@ async def notify(engine: Engine, ref: str, contact: str, at: datetime) -> str:
     await engine.store.raise_notification(RaiseNotification(
         case_reference=ref, notification_id=notification_id, cycle=1, provider_firm_id="26517",
         assigned_to=contact, date_assigned=at, due_date=at + timedelta(days=14),
-        return_date=at + timedelta(days=21)))
+        return_date=at + timedelta(days=21), subject=NOTIFICATION_SUBJECT,
+        letter=notification_letter(ref, at + timedelta(days=14))))
     return notification_id
 
 

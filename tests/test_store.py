@@ -49,6 +49,7 @@ from icr.models import (
     UpdateContact,
     User,
 )
+from icr.rules import NOTIFICATION_SUBJECT, notification_letter
 from tests.conftest import Postgres
 
 UTC = timezone.utc
@@ -123,7 +124,8 @@ def raise_step(n: int = 1, at: datetime = T0, ref: str = REF) -> RaiseNotificati
     return RaiseNotification(
         case_reference=ref, notification_id=f"{ref}-n{n}", cycle=n, provider_firm_id=FIRM,
         assigned_to="CASEWORKER1", date_assigned=at, due_date=at + 14 * DAY,
-        return_date=at + 21 * DAY)
+        return_date=at + 21 * DAY, subject=NOTIFICATION_SUBJECT,
+        letter=notification_letter(ref, at + 14 * DAY))
 
 
 @pytest.fixture

@@ -40,7 +40,6 @@ from icr.models import (
     User,
     money,
 )
-from icr.rules import NOTIFICATION_SUBJECT, notification_letter
 
 
 async def _audit(conn: AnyConnection, key: str, case_reference: str | None, actor: str,
@@ -186,9 +185,9 @@ class Store:
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, true, $11, $12)
                    ON CONFLICT (notification_id) DO NOTHING""",
                 step.notification_id, step.case_reference, step.provider_firm_id, step.assigned_to,
-                NOTIFICATION_SUBJECT, step.cycle, step.date_assigned, step.due_date, step.return_date,
+                step.subject, step.cycle, step.date_assigned, step.due_date, step.return_date,
                 NotificationStatus.OPEN.value, [RESPONSE_LABELS[r] for r in Response],
-                notification_letter(step.case_reference, step.due_date))
+                step.letter)
             await _audit(conn, f"{step.notification_id}-raised", step.case_reference, "engine",
                          "notification_raised",
                          {"notification_id": step.notification_id, "cycle": step.cycle,

@@ -1,14 +1,12 @@
-"""Unit tests of the pure Inactive Case Review rules (icr/rules.py).
+"""Unit tests of the state transitions (icr/rules/transitions.py): load, the passage of time,
+events, responses, decisions, closing, reassigning, exercise responses.
 
-No clock, no I/O: every `now` is a fixed, timezone-aware datetime. Expected instants are
-written out literally (not recomputed with the code's own arithmetic), so each test can fail.
-The rules are those of /work/shared/spec/icr-rules.md and the names of contract.md.
+No clock, no I/O: builders and fixed instants are in tests/rules_builders.py.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -17,7 +15,6 @@ from icr.models import (
     EXERCISE_ACTOR,
     ActivityEvent,
     AuditRefusal,
-    CertificateSnapshot,
     CertificateState,
     ClaimExerciseResponse,
     CloseCertificate,
@@ -31,261 +28,72 @@ from icr.models import (
     LaaDecisionRequest,
     MarkNotificationOverdue,
     NotificationStatus,
-    NotificationView,
     Policy,
     RaiseNotification,
     RaiseTask,
-    ReassignContactRequest,
     RecordResponse,
-    Registration,
     RespondRequest,
     Response,
     TaskKind,
     TaskView,
     UpdateContact,
-    User,
 )
-from icr.rules import Refused, Transition, Wait
-
-UK = ZoneInfo("Europe/London")
-
-CASE = "300001416143"
-FIRM = "26517"
-OTHER_FIRM = "31337"
-OFFICE = "2L847Q"
-CONTACT = "JSMITH"
-LEGACY = "LEGACY01"  # a pre-SiLAS username
-CASEWORKER = "laa.caseworker1"
-GRANTED = date(2023, 2, 10)
-
-LAST = datetime(2024, 9, 16, 10, 0, tzinfo=UTC)  # last qualifying activity
-DUE_608 = datetime(2026, 5, 17, 10, 0, tzinfo=UTC)  # LAST + 608 days
-DUE_365 = datetime(2025, 9, 16, 10, 0, tzinfo=UTC)  # LAST + 365 days
-LOADED_AT = datetime(2024, 9, 20, 8, 0, tzinfo=UTC)
-SEC = timedelta(seconds=1)
-
-# The notification cycles when the certificate falls due at DUE_608 and nobody answers.
-N1 = DUE_608
-N1_DUE = datetime(2026, 5, 31, 10, 0, tzinfo=UTC)
-N1_RETURN = datetime(2026, 6, 7, 10, 0, tzinfo=UTC)
-N2_DUE = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)
-N2_RETURN = datetime(2026, 6, 28, 10, 0, tzinfo=UTC)
-N3_DUE = datetime(2026, 7, 12, 10, 0, tzinfo=UTC)
-N3_RETURN = datetime(2026, 7, 19, 10, 0, tzinfo=UTC)
-
-ID1 = "ICR-300001416143-001"
-ID2 = "ICR-300001416143-002"
-ID3 = "ICR-300001416143-003"
-TASK1 = "TASK-300001416143-001"
-TASK2 = "TASK-300001416143-002"
-TASK3 = "TASK-300001416143-003"
-RCP = "RCP-300001416143"
-
-POLICY_608 = Policy(version=2, inactivity_days=608, effective_from=datetime(2026, 5, 17, tzinfo=UK))
-POLICY_365 = Policy(version=1, inactivity_days=365, effective_from=datetime(2019, 4, 1, tzinfo=UK))
-
-QUALIFYING_KINDS = [
-    "application",
-    "amendment",
-    "case_outcome",
-    "bill",
-    "prior_authority",
-    "counsel_allocation",
-    "provider_transfer",
-    "case_plan",
-    "icr_ongoing_response",
-]
-RESPONSES = [
-    "case_ongoing",
-    "complete_to_be_billed",
-    "complete_costs_negotiated",
-    "complete_court_assessment",
-    "complete_no_bill_due",
-]
-BILLED = [
-    Response.COMPLETE_TO_BE_BILLED,
-    Response.COMPLETE_COSTS_NEGOTIATED,
-    Response.COMPLETE_COURT_ASSESSMENT,
-]
-
-_DEFAULT = object()
-
-
-# --- builders --------------------------------------------------------------------------
-
-
-def registration(contact: str = CONTACT, granted_on: date = GRANTED) -> Registration:
-    return Registration(
-        provider_firm_id=FIRM, office_code=OFFICE, provider_contact_login=contact, granted_on=granted_on
-    )
-
-
-def snapshot(
-    *,
-    reg: Registration | None | object = _DEFAULT,
-    last_activity_at: datetime | None = LAST,
-    closed: bool = False,
-    exercise_response: ExerciseResponse | None = None,
-    policy: Policy = POLICY_608,
-    next_policy_change_at: datetime | None = None,
-) -> CertificateSnapshot:
-    return CertificateSnapshot(
-        case_reference=CASE,
-        registration=registration() if reg is _DEFAULT else reg,
-        last_activity_at=last_activity_at,
-        closed=closed,
-        exercise_response=exercise_response,
-        policy=policy,
-        next_policy_change_at=next_policy_change_at,
-    )
-
-
-def state(*, now: datetime = LOADED_AT, **snapshot_fields: object) -> CertificateState:
-    """A loaded certificate state (policy and registration), as after the workflow starts."""
-    return rules.load(CertificateState(case_reference=CASE), snapshot(**snapshot_fields), now).state
-
-
-def step(s: CertificateState, now: datetime) -> Transition:
-    result = rules.next_step(s, now)
-    assert isinstance(result, Transition), f"expected a Transition at {now}, got {result!r}"
-    return result
-
-
-def notified(**state_fields: object) -> CertificateState:
-    """Fallen due at DUE_608: notification ID1 (cycle 1) open, assigned to the contact."""
-    return step(state(**state_fields), N1).state
-
-
-def overdue(**state_fields: object) -> CertificateState:
-    return step(notified(**state_fields), N1_DUE).state
-
-
-def resent(**state_fields: object) -> CertificateState:
-    """First notification returned: TASK1 (no response, non-blocking) and ID2 (cycle 2) open."""
-    return step(overdue(**state_fields), N1_RETURN).state
-
-
-def escalated() -> CertificateState:
-    s = resent()
-    s = step(s, N2_DUE).state
-    s = step(s, N2_RETURN).state
-    s = step(s, N3_DUE).state
-    return step(s, N3_RETURN).state
-
-
-def reviewed(response: Response, at: datetime, **state_fields: object) -> CertificateState:
-    """The provider answered `response` (a billed one) at `at`: REVIEW task TASK1 open."""
-    s = notified(**state_fields)
-    return rules.apply_response(s, RespondRequest(user_login_id=CONTACT, response=response.value), at).state
-
-
-def event(event_id: str = "EV-1", kind: str = "amendment", occurred_at: datetime = LAST,
-          source: str | None = "ccms") -> ActivityEvent:
-    return ActivityEvent(event_id=event_id, kind=kind, occurred_at=occurred_at, source=source)
-
-
-def user(login_id: str, *roles: str, firm: str = FIRM, pre_silas: bool = False) -> User:
-    return User(login_id=login_id, provider_firm_id=firm, roles=list(roles), pre_silas=pre_silas)
-
-
-def dump(effect: object, *drop: str) -> dict[str, object]:
-    return effect.model_dump(exclude=set(drop))  # type: ignore[attr-defined]
-
-
-def refused(fn, *args) -> Refused:  # noqa: ANN001
-    with pytest.raises(Refused) as info:
-        fn(*args)
-    return info.value
-
-
-# --- check_case_reference --------------------------------------------------------------
-
-
-def test_valid_case_reference_is_returned_unchanged() -> None:
-    assert rules.check_case_reference("300001416143") == "300001416143"
-    assert rules.workflow_id_for("300001416143") == "certificate-300001416143"
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "30000141614",  # 11 digits
-        "3000014161430",  # 13 digits
-        "3000O1416143",  # letter O for zero
-        "ABCDEFGHIJKL",
-        "400001416143",  # does not start 3000
-        "300101416143",
-        "030001416143",
-        " 300001416143",
-        "300001416143 ",
-        "300001416143\n",
-        "3000 1416143",
-        "",
-        300001416143,
-        None,
-        b"300001416143",
-        ["300001416143"],
-    ],
+from icr.rules import Wait
+from tests.rules_builders import (
+    ANSWERED,
+    BILLED,
+    CASE,
+    CASEWORKER,
+    CLOSED_AT,
+    CONTACT,
+    DECIDED,
+    DUE_365,
+    DUE_608,
+    FIRM,
+    FY_END_2027,
+    ID1,
+    ID2,
+    ID3,
+    LAST,
+    LOADED_AT,
+    N1,
+    N1_DUE,
+    N1_RETURN,
+    N2_DUE,
+    N2_RETURN,
+    N3_DUE,
+    N3_RETURN,
+    NOW,
+    POLICY_365,
+    POLICY_608,
+    QUALIFYING_KINDS,
+    RCP,
+    REASSIGN,
+    REASSIGNED_AT,
+    RESPONDED,
+    SEC,
+    TASK1,
+    TASK2,
+    TASK3,
+    UK,
+    close,
+    decide,
+    dump,
+    escalated,
+    event,
+    notified,
+    overdue,
+    refused,
+    registration,
+    resent,
+    reviewed,
+    snapshot,
+    state,
+    step,
 )
-def test_malformed_case_reference_is_refused(value: object) -> None:
-    error = refused(rules.check_case_reference, value)
-    assert error.code == "invalid_case_reference"
-    assert "12 digits" in error.message and "3000" in error.message
 
 
-@pytest.mark.parametrize("value", ["3000０１４１６１４３", "3000٠١٤١٦١٤٣"])
-def test_case_reference_with_non_ascii_digits_is_refused(value: str) -> None:
-    # Spec: "12 digits, in practice starting 3000 ... Anything else is rejected".
-    error = refused(rules.check_case_reference, value)
-    assert error.code == "invalid_case_reference"
-
-
-# --- check_event -----------------------------------------------------------------------
-
-NOW = datetime(2026, 5, 20, 12, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize("kind", QUALIFYING_KINDS)
-def test_each_qualifying_kind_is_accepted(kind: str) -> None:
-    assert rules.check_event(event(kind=kind, occurred_at=NOW - timedelta(days=1)), NOW) is None
-
-
-@pytest.mark.parametrize("kind", ["case_enquiry", "means_reassessment", "address_lookup", "Bill", ""])
-def test_unknown_activity_kind_is_refused_naming_accepted_kinds(kind: str) -> None:
-    error = refused(rules.check_event, event(kind=kind, occurred_at=NOW), NOW)
-    assert error.code == "unknown_activity_kind"
-    assert repr(kind) in error.message
-    for accepted in QUALIFYING_KINDS:
-        assert accepted in error.message
-
-
-def test_naive_occurred_at_is_refused() -> None:
-    error = refused(rules.check_event, event(occurred_at=datetime(2026, 5, 20, 11, 0)), NOW)
-    assert error.code == "naive_time"
-
-
-def test_event_exactly_five_minutes_ahead_is_accepted() -> None:
-    assert rules.check_event(event(occurred_at=NOW + timedelta(minutes=5)), NOW) is None
-
-
-def test_event_five_minutes_ahead_in_another_offset_is_accepted() -> None:
-    plus_one = timezone(timedelta(hours=1))
-    assert rules.check_event(event(occurred_at=datetime(2026, 5, 20, 13, 5, tzinfo=plus_one)), NOW) is None
-
-
-def test_event_five_minutes_and_one_second_ahead_is_refused() -> None:
-    error = refused(rules.check_event, event(occurred_at=NOW + timedelta(minutes=5, seconds=1)), NOW)
-    assert error.code == "future_event"
-
-
-@pytest.mark.parametrize("event_id", ["", "   ", "x" * 201])
-def test_empty_blank_or_overlong_event_id_is_refused(event_id: str) -> None:
-    error = refused(rules.check_event, event(event_id=event_id, occurred_at=NOW), NOW)
-    assert error.code == "invalid_event_id"
-
-
-def test_event_id_of_200_characters_is_accepted() -> None:
-    assert rules.check_event(event(event_id="x" * 200, occurred_at=NOW), NOW) is None
+# --- screen_events ---------------------------------------------------------------------
 
 
 def test_screen_events_splits_refused_events_into_audit_refusals() -> None:
@@ -333,35 +141,6 @@ def test_load_starts_clock_from_last_activity() -> None:
     assert rules.inactivity_deadline(s) == DUE_608
     assert [h.what for h in s.history] == ["review started"]
     assert s.history[0].at == LOADED_AT
-
-
-@pytest.mark.parametrize(
-    ("granted_on", "midnight_utc"),
-    [
-        (date(2023, 2, 10), datetime(2023, 2, 10, 0, 0, tzinfo=UTC)),  # GMT
-        (date(2024, 6, 1), datetime(2024, 5, 31, 23, 0, tzinfo=UTC)),  # BST
-    ],
-)
-def test_load_without_activity_starts_clock_at_uk_midnight_of_grant_date(
-    granted_on: date, midnight_utc: datetime
-) -> None:
-    s = state(reg=registration(granted_on=granted_on), last_activity_at=None)
-    assert s.last_activity_at is None
-    assert s.clock_from is not None
-    assert s.clock_from.astimezone(UTC) == midnight_utc
-    assert s.clock_from.astimezone(UK).replace(tzinfo=None) == datetime.combine(granted_on, datetime.min.time())
-
-
-def test_deadline_from_summer_grant_date_is_exactly_608_days_of_24_hours() -> None:
-    # Spec: "every period is an exact duration from the moment it starts". Granted on
-    # 1 June 2024 (BST): the clock starts 2024-05-31T23:00Z, so the deadline is
-    # 2026-01-29T23:00Z (608 x 24 h later), not UK wall-clock midnight 2026-01-30 (GMT).
-    s = state(reg=registration(granted_on=date(2024, 6, 1)), last_activity_at=None)
-    exact = datetime(2026, 1, 29, 23, 0, tzinfo=UTC)
-    deadline = rules.inactivity_deadline(s)
-    assert deadline is not None
-    assert deadline.astimezone(UTC) == exact
-    assert isinstance(rules.next_step(s, exact), Transition)
 
 
 def test_load_of_unregistered_certificate_without_activity_waits_for_its_first_event() -> None:
@@ -481,6 +260,8 @@ def test_at_deadline_raises_notification(policy: Policy, deadline: datetime) -> 
             date_assigned=deadline,
             due_date=deadline + timedelta(days=14),
             return_date=deadline + timedelta(days=21),
+            subject="Inactive Case Please Review",
+            letter=rules.notification_letter(CASE, deadline + timedelta(days=14)),
         )
     ]
     n = t.state.notification
@@ -571,13 +352,6 @@ def test_overdue_notification_waits_until_return_date() -> None:
     assert rules.next_step(overdue(), N1_RETURN - SEC) == Wait(N1_RETURN)
 
 
-def test_overdue_notification_is_still_answerable() -> None:
-    s = overdue()
-    assert rules.check_response(s, RespondRequest(user_login_id=CONTACT, response="case_ongoing")) == (
-        Response.CASE_ONGOING
-    )
-
-
 def test_returned_at_21_days_closes_as_no_response_raises_task_and_resends() -> None:
     t = step(overdue(), N1_RETURN)
     close, task, resend = t.effects
@@ -602,6 +376,8 @@ def test_returned_at_21_days_closes_as_no_response_raises_task_and_resends() -> 
         date_assigned=N1_RETURN,
         due_date=N2_DUE,
         return_date=N2_RETURN,
+        subject="Inactive Case Please Review",
+        letter=rules.notification_letter(CASE, N2_DUE),
     )
     s = t.state
     assert s.task is not None
@@ -794,137 +570,7 @@ def test_other_activity_keeps_a_follow_up_watch(kind: str) -> None:
     assert t.state.follow_up == watch
 
 
-# --- check_response / authorize_response -----------------------------------------------
-
-
-@pytest.mark.parametrize("value", RESPONSES)
-def test_every_response_value_is_accepted(value: str) -> None:
-    assert rules.check_response(notified(), RespondRequest(user_login_id=CONTACT, response=value)) == Response(value)
-
-
-@pytest.mark.parametrize("value", ["CASE_ONGOING", "Case Ongoing", "case ongoing", "close", "keep_open"])
-def test_unknown_response_is_refused(value: str) -> None:
-    error = refused(rules.check_response, notified(), RespondRequest(user_login_id=CONTACT, response=value))
-    assert error.code == "unknown_response"
-    for accepted in RESPONSES:
-        assert accepted in error.message
-
-
-def test_missing_fields_of_a_response_are_named() -> None:
-    error = refused(rules.check_response, notified(), RespondRequest(user_login_id=CONTACT))
-    assert error.code == "missing_response"
-    assert all(accepted in error.message for accepted in RESPONSES)
-    error = refused(rules.check_response, notified(), RespondRequest(response="case_ongoing"))
-    assert error.code == "missing_user" and "user_login_id" in error.message
-
-
-def test_event_without_a_time_is_refused() -> None:
-    with pytest.raises(Refused) as info:
-        rules.check_event(ActivityEvent(event_id="e1", kind="bill"), N1)
-    assert info.value.code == "missing_time"
-
-
-def test_apply_response_refuses_unknown_response_and_notification_stays_open() -> None:
-    s = notified()
-    with pytest.raises(Refused) as info:
-        rules.apply_response(s, RespondRequest(user_login_id=CONTACT, response="finished"), N1 + SEC)
-    assert info.value.code == "unknown_response"
-    assert s.notification is not None and s.notification.notification_id == ID1
-
-
-def test_message_of_2000_characters_is_accepted() -> None:
-    request = RespondRequest(user_login_id=CONTACT, response="case_ongoing", message="m" * 2000)
-    assert rules.check_response(notified(), request) == Response.CASE_ONGOING
-
-
-def test_message_of_2001_characters_is_refused() -> None:
-    request = RespondRequest(user_login_id=CONTACT, response="case_ongoing", message="m" * 2001)
-    assert refused(rules.check_response, notified(), request).code == "message_too_long"
-
-
-def test_response_without_open_notification_is_refused() -> None:
-    error = refused(rules.check_response, state(), RespondRequest(user_login_id=CONTACT, response="case_ongoing"))
-    assert error.code == "no_open_notification"
-
-
-def test_second_response_to_the_same_notification_is_refused() -> None:
-    s = rules.apply_response(notified(), RespondRequest(user_login_id=CONTACT, response="complete_to_be_billed"),
-                             N1 + SEC).state
-    error = refused(rules.check_response, s, RespondRequest(user_login_id=CONTACT, response="case_ongoing"))
-    assert error.code == "no_open_notification"
-
-
-def test_response_on_closed_certificate_is_refused() -> None:
-    s = rules.apply_close(notified(), CloseCertificateRequest(reason="discharged", occurred_at=N1), N1 + SEC).state
-    error = refused(rules.check_response, s, RespondRequest(user_login_id=CONTACT, response="case_ongoing"))
-    assert error.code == "certificate_closed"
-
-
-def test_response_without_user_is_refused() -> None:
-    error = refused(rules.check_response, notified(), RespondRequest(user_login_id="  ", response="case_ongoing"))
-    assert error.code == "missing_user"
-
-
-@pytest.mark.parametrize(
-    "responder",
-    [
-        user(CONTACT, "case_management"),
-        user(CONTACT, "case_management_supervisor"),
-        user(CONTACT, "case_management", "bill_preparation"),
-        user("XO1", "case_management", "cross_office"),
-        user("XO2", "case_management_supervisor", "cross_office"),
-    ],
-    ids=["assigned", "assigned-supervisor", "assigned-with-billing", "cross-office", "cross-office-supervisor"],
-)
-def test_permitted_responder_is_authorized(responder: User) -> None:
-    assert rules.authorize_response(notified(), responder, responder.login_id) is None
-
-
-def test_cross_office_user_may_respond_to_notification_assigned_to_pre_silas_username() -> None:
-    s = notified(reg=registration(contact=LEGACY))
-    assert s.notification is not None and s.notification.assigned_to == LEGACY
-    assert rules.authorize_response(s, user("XO1", "case_management", "cross_office"), "XO1") is None
-
-
-@pytest.mark.parametrize(
-    ("responder", "code"),
-    [
-        (None, "unknown_user"),
-        (user("XO9", "case_management", "cross_office", firm=OTHER_FIRM), "wrong_firm"),
-        (user(CONTACT, "case_management", firm=OTHER_FIRM), "wrong_firm"),
-        (user("OM1", "office_manager"), "not_permitted"),
-        (user("OM2", "office_manager", "cross_office"), "not_permitted"),
-        (user(CONTACT, "office_manager"), "not_permitted"),
-        (user("BP1", "bill_preparation"), "not_permitted"),
-        (user(CONTACT, "bill_preparation"), "not_permitted"),
-        (user("BS1", "bill_supervisor", "cross_office"), "not_permitted"),
-        (user("NOROLE"), "not_permitted"),
-        (user("CM2", "case_management"), "not_assigned"),
-        (user("CMS2", "case_management_supervisor", "office_manager"), "not_assigned"),
-    ],
-    ids=[
-        "unknown", "other-firm-cross-office", "other-firm-same-login", "office-manager",
-        "office-manager-cross-office", "assigned-office-manager", "bill-preparation",
-        "assigned-bill-preparation", "bill-supervisor-cross-office", "no-roles",
-        "not-assigned", "not-assigned-supervisor",
-    ],
-)
-def test_unpermitted_responder_is_refused(responder: User | None, code: str) -> None:
-    s = notified()
-    login = responder.login_id if responder else "GHOST"
-    error = refused(rules.authorize_response, s, responder, login)
-    assert error.code == code
-    assert s == notified()
-
-
-def test_non_cross_office_user_may_not_respond_for_pre_silas_username() -> None:
-    s = notified(reg=registration(contact=LEGACY))
-    assert refused(rules.authorize_response, s, user("CM2", "case_management"), "CM2").code == "not_assigned"
-
-
 # --- apply_response --------------------------------------------------------------------
-
-ANSWERED = N1 + timedelta(days=3, hours=2)
 
 
 def _record(response: Response, by: str = CONTACT, message: str | None = None) -> RecordResponse:
@@ -1016,14 +662,6 @@ def test_response_outcome_text(response: Response, outcome: str) -> None:
 
 # --- apply_decision --------------------------------------------------------------------
 
-RESPONDED = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
-DECIDED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-FY_END_2027 = datetime(2027, 4, 1, 0, 0, tzinfo=UK)
-
-
-def decide(s: CertificateState, decision: str, now: datetime = DECIDED, reason: str = "checked") -> Transition:
-    return rules.apply_decision(s, LaaDecisionRequest(caseworker=CASEWORKER, decision=decision, reason=reason), now)
-
 
 def test_close_decision_closes_with_recoupment() -> None:
     t = decide(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED), "close", reason="bill not expected")
@@ -1082,26 +720,6 @@ def test_keep_open_on_billed_review_sets_follow_up_at_end_of_financial_year(resp
     assert rules.next_step(t.state, DECIDED) == Wait(FY_END_2027)
 
 
-@pytest.mark.parametrize(
-    ("at", "expected"),
-    [
-        (datetime(2026, 11, 23, 15, 0, tzinfo=UTC), datetime(2027, 4, 1, 0, 0, tzinfo=UK)),
-        (datetime(2027, 3, 31, 23, 30, tzinfo=UK), datetime(2027, 4, 1, 0, 0, tzinfo=UK)),
-        (datetime(2027, 4, 1, 0, 30, tzinfo=UK), datetime(2028, 4, 1, 0, 0, tzinfo=UK)),
-        # BST: 22:30 UTC on 31 March 2026 is 23:30 UK, still 31 March
-        (datetime(2026, 3, 31, 22, 30, tzinfo=UTC), datetime(2026, 4, 1, 0, 0, tzinfo=UK)),
-        # BST: 23:30 UTC on 31 March 2026 is 00:30 UK on 1 April, the next financial year
-        (datetime(2026, 3, 31, 23, 30, tzinfo=UTC), datetime(2027, 4, 1, 0, 0, tzinfo=UK)),
-        (datetime(2027, 1, 15, 9, 0, tzinfo=UTC), datetime(2027, 4, 1, 0, 0, tzinfo=UK)),
-        (datetime(2026, 4, 1, 0, 0, tzinfo=UK), datetime(2027, 4, 1, 0, 0, tzinfo=UK)),
-    ],
-)
-def test_financial_year_end_after(at: datetime, expected: datetime) -> None:
-    result = rules.financial_year_end_after(at)
-    assert result.astimezone(UTC) == expected.astimezone(UTC)
-    assert result.astimezone(UK).replace(tzinfo=None) == expected.replace(tzinfo=None)
-
-
 def test_follow_up_is_counted_from_the_response_not_the_decision() -> None:
     responded = datetime(2027, 3, 20, 10, 0, tzinfo=UTC)
     decided = datetime(2027, 4, 5, 10, 0, tzinfo=UTC)
@@ -1151,38 +769,6 @@ def test_keep_open_on_follow_up_task_sets_no_new_follow_up() -> None:
     assert t.state.stage == IcrStage.ACTIVE
 
 
-@pytest.mark.parametrize("value", ["Close", "KEEP_OPEN", "keep open", "reopen", ""])
-def test_unknown_decision_is_refused(value: str) -> None:
-    s = reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED)
-    error = refused(rules.check_decision, s, LaaDecisionRequest(caseworker=CASEWORKER, decision=value))
-    assert error.code == "unknown_decision"
-    assert "close" in error.message and "keep_open" in error.message
-
-
-def test_decision_without_open_task_is_refused() -> None:
-    request = LaaDecisionRequest(caseworker=CASEWORKER, decision="close")
-    assert refused(rules.check_decision, notified(), request).code == "no_open_task"
-    assert refused(rules.apply_decision, notified(), request, DECIDED).code == "no_open_task"
-
-
-def test_decision_on_closed_certificate_is_refused() -> None:
-    s = decide(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED), "close").state
-    error = refused(rules.check_decision, s, LaaDecisionRequest(caseworker=CASEWORKER, decision="keep_open"))
-    assert error.code == "certificate_closed"
-
-
-def test_decision_without_caseworker_is_refused() -> None:
-    s = reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED)
-    error = refused(rules.check_decision, s, LaaDecisionRequest(caseworker=" ", decision="close"))
-    assert error.code == "missing_caseworker"
-
-
-@pytest.mark.parametrize("value", ["close", "keep_open"])
-def test_known_decision_is_accepted(value: str) -> None:
-    s = reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED)
-    assert rules.check_decision(s, LaaDecisionRequest(caseworker=CASEWORKER, decision=value)) == Decision(value)
-
-
 def test_refused_decision_is_audited_and_changes_nothing_else() -> None:
     s = notified()
     request = LaaDecisionRequest(caseworker=CASEWORKER, decision="close")
@@ -1197,12 +783,6 @@ def test_refused_decision_is_audited_and_changes_nothing_else() -> None:
 
 
 # --- apply_close -----------------------------------------------------------------------
-
-CLOSED_AT = datetime(2026, 6, 10, 8, 0, tzinfo=UTC)
-
-
-def close(s: CertificateState, reason: str = "discharged", now: datetime = CLOSED_AT) -> Transition:
-    return rules.apply_close(s, CloseCertificateRequest(reason=reason, occurred_at=now), now)
 
 
 def test_close_certificate_closes_notification_and_task_without_recoupment() -> None:
@@ -1244,54 +824,6 @@ def test_close_on_closed_state_changes_nothing() -> None:
 
 # --- reassign --------------------------------------------------------------------------
 
-XO = user("XO1", "case_management", "cross_office")
-NEW = user("NEW1", "case_management")
-REASSIGN = ReassignContactRequest(user_login_id="XO1", new_contact_login_id="NEW1")
-REASSIGNED_AT = datetime(2025, 1, 10, 12, 0, tzinfo=UTC)
-
-
-def test_cross_office_user_may_reassign_to_a_user_of_the_firm() -> None:
-    s = state()
-    assert rules.check_reassign(s, REASSIGN) is None
-    assert rules.authorize_reassign(s, REASSIGN, XO, NEW) is None
-    assert rules.authorize_reassign(s, REASSIGN, XO, user("NEW1", "case_management_supervisor")) is None
-
-
-@pytest.mark.parametrize(
-    ("caller", "new_contact", "code"),
-    [
-        (None, NEW, "unknown_user"),
-        (user("XO1", "case_management", "cross_office", firm=OTHER_FIRM), NEW, "wrong_firm"),
-        (user("XO1", "case_management"), NEW, "not_permitted"),
-        (user("XO1", "cross_office"), NEW, "not_permitted"),
-        (user("XO1", "office_manager", "cross_office"), NEW, "not_permitted"),
-        (XO, None, "unknown_user"),
-        (XO, user("NEW1", "case_management", firm=OTHER_FIRM), "wrong_firm"),
-        (XO, user("NEW1", "case_management", pre_silas=True), "contact_cannot_respond"),
-        (XO, user("NEW1", "bill_preparation"), "contact_cannot_respond"),
-    ],
-    ids=[
-        "unknown-caller", "caller-other-firm", "caller-not-cross-office", "cross-office-without-responding-role",
-        "office-manager", "unknown-contact", "contact-other-firm", "contact-pre-silas", "contact-cannot-respond",
-    ],
-)
-def test_reassign_is_refused(caller: User | None, new_contact: User | None, code: str) -> None:
-    assert refused(rules.authorize_reassign, state(), REASSIGN, caller, new_contact).code == code
-
-
-@pytest.mark.parametrize(
-    ("s", "request_", "code"),
-    [
-        (None, ReassignContactRequest(user_login_id="", new_contact_login_id="NEW1"), "missing_user"),
-        (None, ReassignContactRequest(user_login_id="XO1", new_contact_login_id=" "), "missing_user"),
-        ("closed", REASSIGN, "certificate_closed"),
-        ("unregistered", REASSIGN, "not_registered"),
-    ],
-)
-def test_check_reassign_refuses(s: str | None, request_: ReassignContactRequest, code: str) -> None:
-    target = {None: state, "closed": lambda: state(closed=True), "unregistered": lambda: state(reg=None)}[s]()
-    assert refused(rules.check_reassign, target, request_).code == code
-
 
 def test_apply_reassign_updates_contact_for_later_notifications() -> None:
     t = rules.apply_reassign(state(), REASSIGN, REASSIGNED_AT)
@@ -1302,122 +834,6 @@ def test_apply_reassign_updates_contact_for_later_notifications() -> None:
     assert t.state.registration.provider_firm_id == FIRM
     raised = step(t.state, DUE_608).effects[0]
     assert isinstance(raised, RaiseNotification) and raised.assigned_to == "NEW1"
-
-
-def test_notification_letter_shows_due_date_in_uk_time_and_the_five_responses() -> None:
-    letter = rules.notification_letter(CASE, datetime(2026, 5, 31, 23, 30, tzinfo=UTC))  # 00:30 BST, 1 June
-    assert "300001416143" in letter
-    assert "01 June 2026" in letter
-    for label in ["Case Ongoing", "Case Complete to be Billed", "Case Complete Costs Negotiated",
-                  "Case Complete Court Assessment", "Case Complete No Bill Due"]:
-        assert label in letter
-
-
-# --- stage_of, search_attributes, status_of --------------------------------------------
-
-
-def _closed() -> CertificateState:
-    return close(notified()).state
-
-
-def _reviewing() -> CertificateState:
-    return rules.apply_response(notified(), RespondRequest(user_login_id=CONTACT, response="complete_to_be_billed"),
-                                ANSWERED).state
-
-
-STAGES = [
-    ("active", state, IcrStage.ACTIVE, None, 0),
-    ("awaiting", notified, IcrStage.AWAITING_RESPONSE, N1_DUE, 1),
-    ("overdue", overdue, IcrStage.OVERDUE, N1_DUE, 1),
-    ("resent", resent, IcrStage.AWAITING_RESPONSE, N2_DUE, 2),
-    ("review", _reviewing, IcrStage.LAA_REVIEW, None, 1),
-    ("escalated", escalated, IcrStage.ESCALATED, None, 3),
-    ("closed", _closed, IcrStage.CLOSED, None, 1),
-]
-
-
-@pytest.mark.parametrize(("build", "stage", "due", "cycle"), [s[1:] for s in STAGES], ids=[s[0] for s in STAGES])
-def test_stage_and_search_attributes(build, stage: IcrStage, due: datetime | None, cycle: int) -> None:  # noqa: ANN001
-    s = build()
-    assert rules.stage_of(s) == stage
-    assert s.stage == stage
-    assert rules.search_attributes(s) == {
-        "IcrStage": stage.value,
-        "CaseReference": CASE,
-        "ProviderFirmId": FIRM,
-        "InactivityDeadline": None if stage == IcrStage.CLOSED else DUE_608,
-        "ResponseDueDate": due,
-        "NotificationCycle": cycle,
-        "PolicyVersion": 2,
-    }
-
-
-def test_search_attribute_stage_values_are_the_contract_keywords() -> None:
-    assert [s.value for s in IcrStage] == ["Active", "AwaitingResponse", "Overdue", "LaaReview", "Escalated", "Closed"]
-
-
-def test_search_attributes_of_unregistered_certificate_have_no_firm() -> None:
-    attrs = rules.search_attributes(state(reg=None))
-    assert attrs["ProviderFirmId"] is None
-    assert attrs["CaseReference"] == CASE
-    assert attrs["InactivityDeadline"] == DUE_608
-
-
-def test_status_of_awaiting_certificate() -> None:
-    s = notified()
-    st = rules.status_of(s)
-    assert st.case_reference == CASE
-    assert st.stage == IcrStage.AWAITING_RESPONSE
-    assert st.registered is True
-    assert st.provider_firm_id == FIRM
-    assert st.provider_contact_login == CONTACT
-    assert st.last_activity_at == LAST
-    assert st.inactivity_deadline == DUE_608
-    assert st.notification_cycle == 1
-    assert st.policy_version == 2
-    assert st.open_notification == NotificationView(notification_id=ID1, assigned_to=CONTACT, date_assigned=N1,
-                                                    due_date=N1_DUE, return_date=N1_RETURN, overdue=False)
-    assert st.open_task is None
-    assert st.follow_up_due_at is None
-    assert st.on_exercise_list is False
-    assert st.recoupments == []
-    assert st.history == s.history
-    assert st.history[-1].what == f"notification {ID1} raised (cycle 1) to {CONTACT}"
-    assert st.closed_at is None and st.closed_reason is None
-
-
-def test_status_json_has_the_contract_fields() -> None:
-    doc = rules.status_of(step(notified(), N1_DUE).state).model_dump(mode="json")
-    for name in ["case_reference", "stage", "last_activity_at", "inactivity_deadline", "notification_cycle",
-                 "policy_version", "open_notification", "open_task", "recoupments", "history"]:
-        assert name in doc
-    assert doc["stage"] == "Overdue"
-    assert doc["open_notification"]["overdue"] is True
-    assert doc["open_notification"]["due_date"] == "2026-05-31T10:00:00Z"
-    assert set(doc["open_notification"]) >= {"notification_id", "assigned_to", "date_assigned", "due_date",
-                                             "return_date", "overdue"}
-
-
-def test_status_of_review_shows_open_task() -> None:
-    st = rules.status_of(_reviewing())
-    assert st.open_task == TaskView(task_id=TASK1, kind=TaskKind.REVIEW)
-    assert st.open_notification is None
-    assert st.stage == IcrStage.LAA_REVIEW
-
-
-def test_status_of_kept_open_review_shows_follow_up() -> None:
-    s = decide(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED), "keep_open").state
-    st = rules.status_of(s)
-    assert st.follow_up_due_at == FY_END_2027
-    assert st.inactivity_deadline == datetime(2028, 7, 31, 9, 0, tzinfo=UTC)  # DECIDED + 608 days
-
-
-def test_status_of_closed_certificate_has_no_deadline() -> None:
-    st = rules.status_of(_closed())
-    assert st.stage == IcrStage.CLOSED
-    assert st.inactivity_deadline is None
-    assert st.closed_at == CLOSED_AT
-    assert st.closed_reason == "closed elsewhere: discharged"
 
 
 # --- registration missing --------------------------------------------------------------

@@ -1,18 +1,17 @@
-"""The Inactive Case Review rules, pure.
+"""State transitions: how a certificate's review moves on.
 
 Every function takes the certificate's state and `now` (and the message at hand) and returns
 a decision: a new state with the effects to carry out, or a time to wait until. No Temporal,
-no I/O, no clock: the workflow asks, runs the effects as activities and waits.
+no I/O, no clock: the workflow asks, runs the effects as activities and waits. The input
+is never changed: each transition works on a deep copy.
 The numbers and their sources are in ../shared/spec/icr-rules.md.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 from icr.models import (
     ENGINE_ACTOR,
@@ -23,7 +22,6 @@ from icr.models import (
     AuditRefusal,
     CertificateSnapshot,
     CertificateState,
-    CertificateStatus,
     ClaimExerciseResponse,
     CloseCertificate,
     CloseCertificateRequest,
@@ -33,35 +31,26 @@ from icr.models import (
     Effect,
     FollowUpWatch,
     HistoryEntry,
-    IcrStage,
     LaaDecisionRequest,
     MarkNotificationOverdue,
     NotificationStatus,
-    NotificationView,
     OpenNotification,
     OpenTask,
     RaiseNotification,
     RaiseTask,
     ReassignContactRequest,
     RecordResponse,
-    RecoupmentView,
     RespondRequest,
     Response,
-    Role,
     TaskKind,
-    TaskView,
     UpdateContact,
-    User,
 )
+from icr.rules.checks import EVENT_ID_MAX_CHARS, Refused, check_decision, check_event, check_response
+from icr.rules.dates import financial_year_end_after, inactivity_deadline, start_of_day_uk
+from icr.rules.letters import NOTIFICATION_SUBJECT, notification_letter
+from icr.rules.views import stage_of
 
-UK = ZoneInfo("Europe/London")
-CASE_REFERENCE = re.compile(r"3000[0-9]{8}")
-FUTURE_TOLERANCE = timedelta(minutes=5)
-MESSAGE_MAX_CHARS = 2000
-EVENT_ID_MAX_CHARS = 200
 HISTORY_KEPT = 25
-NOTIFICATION_SUBJECT = "Inactive Case Please Review"
-RESPONDING_ROLES = frozenset({Role.CASE_MANAGEMENT, Role.CASE_MANAGEMENT_SUPERVISOR})
 BILLED_RESPONSES = frozenset(
     {
         Response.COMPLETE_TO_BE_BILLED,
@@ -71,17 +60,10 @@ BILLED_RESPONSES = frozenset(
 )
 
 
-class Refused(Exception):
-    """A message the rules refuse; `code` is stable for callers, the text is for people."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 @dataclass
 class Transition:
+    """The certificate's new state, and the effects to carry out (in order) to get there."""
+
     state: CertificateState
     effects: list[Effect] = field(default_factory=list)
 
@@ -98,219 +80,16 @@ class Wait:
     until: datetime | None
 
 
-# --- input checks ----------------------------------------------------------------------
-
-
-def check_case_reference(value: object) -> str:
-    if not isinstance(value, str) or not CASE_REFERENCE.fullmatch(value):
-        raise Refused(
-            "invalid_case_reference",
-            f"case reference {value!r} is not valid: it must be 12 digits starting 3000, "
-            "e.g. 300001416143",
-        )
-    return value
-
-
-def workflow_id_for(case_reference: str) -> str:
-    return f"certificate-{case_reference}"
-
-
 def initial_state(case_reference: str) -> CertificateState:
+    """A review starts with nothing known but the case reference, until the registry is read."""
     return CertificateState(case_reference=case_reference)
 
 
-def check_event(event: ActivityEvent, now: datetime) -> None:
-    """Refuse an event that is not qualifying activity or cannot be trusted."""
-    if not event.event_id.strip() or len(event.event_id) > EVENT_ID_MAX_CHARS:
-        raise Refused(
-            "invalid_event_id",
-            f"event_id must be 1 to {EVENT_ID_MAX_CHARS} characters",
-        )
-    accepted = [k.value for k in ActivityKind]
-    if event.kind not in accepted:
-        raise Refused(
-            "unknown_activity_kind",
-            f"{event.kind!r} is not qualifying activity; accepted kinds: {', '.join(accepted)}",
-        )
-    if event.occurred_at is None:
-        raise Refused("missing_time", "occurred_at is required (ISO 8601 with a timezone)")
-    if event.occurred_at.tzinfo is None or event.occurred_at.utcoffset() is None:
-        raise Refused("naive_time", "occurred_at must carry a timezone, e.g. 2026-05-17T09:30:00+01:00")
-    if event.occurred_at > now + FUTURE_TOLERANCE:
-        raise Refused(
-            "future_event",
-            f"occurred_at {event.occurred_at.isoformat()} is more than 5 minutes in the future",
-        )
-
-
-def check_response(state: CertificateState, request: RespondRequest) -> Response:
-    """What can be refused without the user directory (runs in the update validator)."""
-    if not request.user_login_id.strip():
-        raise Refused("missing_user", "user_login_id is required")
-    values = [r.value for r in Response]
-    if not request.response:
-        raise Refused("missing_response", f"response is required; use one of: {', '.join(values)}")
-    if request.response not in values:
-        raise Refused(
-            "unknown_response",
-            f"{request.response!r} is not a response; use one of: {', '.join(values)}",
-        )
-    if request.message is not None and len(request.message) > MESSAGE_MAX_CHARS:
-        raise Refused(
-            "message_too_long",
-            f"message is {len(request.message)} characters; at most {MESSAGE_MAX_CHARS} are allowed",
-        )
-    _check_open(state)
-    if state.notification is None:
-        raise Refused(
-            "no_open_notification",
-            f"certificate {state.case_reference} has no open notification to respond to",
-        )
-    return Response(request.response)
-
-
-def can_respond(user: User) -> bool:
-    return bool(RESPONDING_ROLES.intersection(user.roles))
-
-
-def _firm_user(state: CertificateState, user: User | None, who: str) -> User:
-    """The user, known to the directory and of the certificate's own provider firm."""
-    if user is None:
-        raise Refused("unknown_user", f"{who} is not in the user directory")
-    firm = state.registration.provider_firm_id if state.registration else None
-    if user.provider_firm_id != firm:
-        raise Refused("wrong_firm", f"{who} is not a user of the certificate's provider firm")
-    return user
-
-
-def _check_open(state: CertificateState) -> None:
-    if state.stage == IcrStage.CLOSED:
-        raise Refused("certificate_closed", f"certificate {state.case_reference} is closed")
-
-
-def authorize_response(state: CertificateState, user: User | None, login_id: str) -> None:
-    """Only the assigned user, or a Cross Office user, of the certificate's own firm,
-    holding a role that may submit notification responses."""
-    user = _firm_user(state, user, f"user {login_id!r}")
-    if not can_respond(user):
-        raise Refused(
-            "not_permitted",
-            f"user {login_id!r} holds no role that may submit notification responses "
-            f"(roles: {', '.join(user.roles) or 'none'}); an Office Manager can view "
-            "notifications but not respond",
-        )
-    assigned = state.notification.assigned_to if state.notification else None
-    if assigned != user.login_id and Role.CROSS_OFFICE not in user.roles:
-        raise Refused(
-            "not_assigned",
-            f"the notification is assigned to {assigned!r}; only that user or a Cross Office "
-            "user of the firm may respond",
-        )
-
-
-def check_decision(state: CertificateState, request: LaaDecisionRequest) -> Decision:
-    values = [d.value for d in Decision]
-    if request.decision not in values:
-        raise Refused(
-            "unknown_decision",
-            f"{request.decision!r} is not a decision; use one of: {', '.join(values)}",
-        )
-    if not request.caseworker.strip():
-        raise Refused("missing_caseworker", "caseworker is required")
-    _check_open(state)
-    if state.task is None:
-        raise Refused(
-            "no_open_task",
-            f"certificate {state.case_reference} has no open LAA task to decide",
-        )
-    return Decision(request.decision)
-
-
-def check_reassign(state: CertificateState, request: ReassignContactRequest) -> None:
-    if not request.user_login_id.strip() or not request.new_contact_login_id.strip():
-        raise Refused("missing_user", "user_login_id and new_contact_login_id are required")
-    _check_open(state)
-    if state.registration is None:
-        raise Refused(
-            "not_registered",
-            f"certificate {state.case_reference} is not registered, so it has no provider contact",
-        )
-
-
-def authorize_reassign(
-    state: CertificateState,
-    request: ReassignContactRequest,
-    user: User | None,
-    new_contact: User | None,
-) -> None:
-    user = _firm_user(state, user, f"user {request.user_login_id!r}")
-    if Role.CROSS_OFFICE not in user.roles or not can_respond(user):
-        raise Refused(
-            "not_permitted",
-            f"user {request.user_login_id!r} is not a Cross Office user who may respond, "
-            "so may not reassign the provider contact",
-        )
-    new_contact = _firm_user(state, new_contact, f"new contact {request.new_contact_login_id!r}")
-    if new_contact.pre_silas or not can_respond(new_contact):
-        raise Refused(
-            "contact_cannot_respond",
-            f"new contact {request.new_contact_login_id!r} cannot respond to notifications "
-            "(a pre-SiLAS username, or no case management role)",
-        )
-
-
-def notification_letter(case_reference: str, due_date: datetime) -> str:
-    """The letter that goes with an ICR notification (dates shown in UK time)."""
-    due = due_date.astimezone(UK).strftime("%d %B %Y")
-    choices = "\n".join(f"  - {label}" for label in RESPONSE_LABELS.values())
-    return (
-        f"Certificate {case_reference} has had no recorded activity for the period set by the "
-        "Legal Aid Agency's inactive case review policy.\n"
-        f"Please tell us by {due} whether the case is still going on or has finished, by "
-        f"choosing one of these responses:\n{choices}\n"
-        "If we do not hear from you within 21 days the case will be passed to an LAA caseworker, "
-        "who may close the certificate and recoup any payments on account."
-    )
-
-
-# --- time ------------------------------------------------------------------------------
-
-
-def start_of_day_uk(day: date) -> datetime:
-    # In UTC: adding days to a Europe/London time would count wall-clock days, an hour off
-    # across a clock change; every period here is an exact duration.
-    return datetime.combine(day, time(0), tzinfo=UK).astimezone(timezone.utc)
-
-
-def inactivity_deadline(state: CertificateState) -> datetime | None:
-    if state.clock_from is None or state.policy is None:
-        return None
-    return state.clock_from + timedelta(days=state.policy.inactivity_days)
-
-
-def financial_year_end_after(at: datetime) -> datetime:
-    """The end of the 31 March (UK time) on or after `at`: midnight starting 1 April."""
-    local = at.astimezone(UK)
-    year = local.year if (local.month, local.day) <= (3, 31) else local.year + 1
-    return datetime(year, 4, 1, tzinfo=UK).astimezone(timezone.utc)
-
-
-# --- state transitions -----------------------------------------------------------------
 
 
 def _note(state: CertificateState, at: datetime, what: str) -> None:
     state.history.append(HistoryEntry(at=at, what=what))
     del state.history[:-HISTORY_KEPT]
-
-
-def stage_of(state: CertificateState) -> IcrStage:
-    if state.closed_at is not None:
-        return IcrStage.CLOSED
-    if state.task is not None and state.task.blocking:
-        return IcrStage.ESCALATED if state.task.kind == TaskKind.ESCALATION else IcrStage.LAA_REVIEW
-    if state.notification is not None:
-        return IcrStage.OVERDUE if state.notification.overdue else IcrStage.AWAITING_RESPONSE
-    return IcrStage.ACTIVE
 
 
 def _settle(t: Transition) -> Transition:
@@ -319,7 +98,8 @@ def _settle(t: Transition) -> Transition:
 
 
 def load(state: CertificateState, snapshot: CertificateSnapshot, now: datetime) -> Transition:
-    """Take in what the registry says (on start, and whenever it tells us it changed)."""
+    """The registry is taken in: policy, registration, newer activity (as good as an event), a closure."""
+    # On start, and whenever the registry tells us it changed.
     s = state.model_copy(deep=True)
     first = not s.loaded
     s.loaded = True
@@ -365,7 +145,7 @@ def _digest(event: ActivityEvent) -> str:
 def screen_events(
     state: CertificateState, events: list[ActivityEvent], now: datetime
 ) -> tuple[list[ActivityEvent], list[AuditRefusal]]:
-    """Split incoming events into those to record and refusals to audit."""
+    """Events that are not trustworthy qualifying activity are refused and audited; the rest are recorded."""
     accepted: list[ActivityEvent] = []
     refusals: list[AuditRefusal] = []
     for event in events:
@@ -391,7 +171,8 @@ def screen_events(
 
 
 def apply_events(state: CertificateState, events: list[ActivityEvent], now: datetime) -> Transition:
-    """Apply newly recorded qualifying events (duplicates already removed by the ledger)."""
+    """Activity newer than the last restarts the clock and closes an open notification; a bill ends a follow-up."""
+    # Only newly recorded events get here: the ledger has already removed duplicates.
     s = state.model_copy(deep=True)
     effects: list[Effect] = []
     moved = False
@@ -419,7 +200,8 @@ def apply_events(state: CertificateState, events: list[ActivityEvent], now: date
 
 
 def next_step(state: CertificateState, now: datetime) -> Transition | Reload | Wait:
-    """What the passage of time asks for now, or when to look again."""
+    """In time a certificate falls due, its notification goes overdue and returns, a follow-up falls due."""
+    # What the passage of time asks for now, or when to look again.
     s = state
     if s.closed_at is not None or s.policy is None:
         return Wait(None)
@@ -515,6 +297,8 @@ def _raise_notification(s: CertificateState, now: datetime) -> RaiseNotification
         date_assigned=notification.date_assigned,
         due_date=notification.due_date,
         return_date=notification.return_date,
+        subject=NOTIFICATION_SUBJECT,
+        letter=notification_letter(s.case_reference, notification.due_date),
     )
 
 
@@ -603,7 +387,8 @@ def _close_certificate(s: CertificateState, now: datetime, *, reason: str, actor
 
 
 def apply_response(state: CertificateState, request: RespondRequest, now: datetime) -> Transition:
-    """The provider's answer, already checked and authorized."""
+    """Case Ongoing restarts the clock, a billed response goes to LAA review, No Bill Due closes and recoups."""
+    # The provider's answer, already checked and authorized.
     response = check_response(state, request)
     s = state.model_copy(deep=True)
     assert s.notification is not None
@@ -623,6 +408,7 @@ def apply_response(state: CertificateState, request: RespondRequest, now: dateti
 
 
 def response_outcome(response: Response) -> str:
+    """The responder is told, in words, where their response leads."""
     if response == Response.CASE_ONGOING:
         return "clock restarted"
     if response in BILLED_RESPONSES:
@@ -631,6 +417,7 @@ def response_outcome(response: Response) -> str:
 
 
 def apply_decision(state: CertificateState, request: LaaDecisionRequest, now: datetime) -> Transition:
+    """Close closes and recoups; keep open restarts the clock, with a year-end follow-up for billed responses."""
     decision = check_decision(state, request)
     s = state.model_copy(deep=True)
     assert s.task is not None
@@ -658,6 +445,7 @@ def apply_decision(state: CertificateState, request: LaaDecisionRequest, now: da
 
 def refuse_decision(state: CertificateState, request: LaaDecisionRequest, refused: Refused,
                     now: datetime) -> Transition:
+    """A refused decision changes nothing but is audited, each refusal under its own key."""
     s = state.model_copy(deep=True)
     s.refusals += 1
     _note(s, now, f"decision by {request.caseworker[:100]!r} refused: {refused.message}")
@@ -668,6 +456,7 @@ def refuse_decision(state: CertificateState, request: LaaDecisionRequest, refuse
 
 
 def apply_close(state: CertificateState, request: CloseCertificateRequest, now: datetime) -> Transition:
+    """A certificate closed elsewhere closes its open notification and task, and recoups nothing."""
     s = state.model_copy(deep=True)
     if s.closed_at is not None:
         return Transition(s)
@@ -686,6 +475,7 @@ def apply_close(state: CertificateState, request: CloseCertificateRequest, now: 
 
 
 def apply_reassign(state: CertificateState, request: ReassignContactRequest, now: datetime) -> Transition:
+    """Later notifications go to the new provider contact; the open one stays with its assignee."""
     s = state.model_copy(deep=True)
     assert s.registration is not None
     old = s.registration.provider_contact_login
@@ -695,46 +485,3 @@ def apply_reassign(state: CertificateState, request: ReassignContactRequest, now
     return Transition(s, [UpdateContact(case_reference=s.case_reference,
                                         new_contact_login_id=request.new_contact_login_id,
                                         actor=request.user_login_id, at=now)])
-
-
-# --- views -----------------------------------------------------------------------------
-
-
-def status_of(state: CertificateState) -> CertificateStatus:
-    n = state.notification
-    return CertificateStatus(
-        case_reference=state.case_reference,
-        stage=state.stage,
-        registered=state.registration is not None,
-        provider_firm_id=state.registration.provider_firm_id if state.registration else None,
-        provider_contact_login=state.registration.provider_contact_login if state.registration else None,
-        last_activity_at=state.last_activity_at,
-        inactivity_deadline=None if state.closed_at else inactivity_deadline(state),
-        notification_cycle=state.notification_cycle,
-        policy_version=state.policy.version if state.policy else None,
-        open_notification=None if n is None else NotificationView(
-            notification_id=n.notification_id, assigned_to=n.assigned_to,
-            date_assigned=n.date_assigned, due_date=n.due_date, return_date=n.return_date,
-            overdue=n.overdue),
-        open_task=None if state.task is None else TaskView(task_id=state.task.task_id, kind=state.task.kind),
-        follow_up_due_at=state.follow_up.due_at if state.follow_up else None,
-        on_exercise_list=state.on_exercise_list,
-        recoupments=[RecoupmentView(amount=r.amount, at=r.at) for r in state.recoupments],
-        history=list(state.history),
-        closed_at=state.closed_at,
-        closed_reason=state.closed_reason,
-    )
-
-
-def search_attributes(state: CertificateState) -> dict[str, object]:
-    """The Web UI's list filters; no personal data. None means absent."""
-    deadline = None if state.closed_at else inactivity_deadline(state)
-    return {
-        "IcrStage": state.stage.value,
-        "CaseReference": state.case_reference,
-        "ProviderFirmId": state.registration.provider_firm_id if state.registration else None,
-        "InactivityDeadline": deadline,
-        "ResponseDueDate": state.notification.due_date if state.notification else None,
-        "NotificationCycle": state.notification_cycle,
-        "PolicyVersion": state.policy.version if state.policy else None,
-    }

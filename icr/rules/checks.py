@@ -1,0 +1,199 @@
+"""Input checks and authorisation: what the rules refuse before anything changes.
+
+Each check raises `Refused` with a stable code and a message for people, or returns the
+validated value. They read the state but never change it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from icr.models import (
+    ActivityEvent,
+    ActivityKind,
+    CertificateState,
+    Decision,
+    IcrStage,
+    LaaDecisionRequest,
+    ReassignContactRequest,
+    RespondRequest,
+    Response,
+    Role,
+    User,
+)
+
+CASE_REFERENCE = re.compile(r"3000[0-9]{8}")
+FUTURE_TOLERANCE = timedelta(minutes=5)
+MESSAGE_MAX_CHARS = 2000
+EVENT_ID_MAX_CHARS = 200
+RESPONDING_ROLES = frozenset({Role.CASE_MANAGEMENT, Role.CASE_MANAGEMENT_SUPERVISOR})
+
+
+class Refused(Exception):
+    """A message the rules refuse; `code` is stable for callers, the text is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def check_case_reference(value: object) -> str:
+    """A certificate is named by its LAA case reference: 12 digits starting 3000."""
+    if not isinstance(value, str) or not CASE_REFERENCE.fullmatch(value):
+        raise Refused(
+            "invalid_case_reference",
+            f"case reference {value!r} is not valid: it must be 12 digits starting 3000, "
+            "e.g. 300001416143",
+        )
+    return value
+
+
+def workflow_id_for(case_reference: str) -> str:
+    """Each certificate has exactly one review, named after its case reference."""
+    return f"certificate-{case_reference}"
+
+
+def check_event(event: ActivityEvent, now: datetime) -> None:
+    """Only qualifying activity with an id and a trustworthy time (not in the future) counts."""
+    if not event.event_id.strip() or len(event.event_id) > EVENT_ID_MAX_CHARS:
+        raise Refused(
+            "invalid_event_id",
+            f"event_id must be 1 to {EVENT_ID_MAX_CHARS} characters",
+        )
+    accepted = [k.value for k in ActivityKind]
+    if event.kind not in accepted:
+        raise Refused(
+            "unknown_activity_kind",
+            f"{event.kind!r} is not qualifying activity; accepted kinds: {', '.join(accepted)}",
+        )
+    if event.occurred_at is None:
+        raise Refused("missing_time", "occurred_at is required (ISO 8601 with a timezone)")
+    if event.occurred_at.tzinfo is None or event.occurred_at.utcoffset() is None:
+        raise Refused("naive_time", "occurred_at must carry a timezone, e.g. 2026-05-17T09:30:00+01:00")
+    if event.occurred_at > now + FUTURE_TOLERANCE:
+        raise Refused(
+            "future_event",
+            f"occurred_at {event.occurred_at.isoformat()} is more than 5 minutes in the future",
+        )
+
+
+def check_response(state: CertificateState, request: RespondRequest) -> Response:
+    """A response names a user and one of the five responses, and answers an open notification."""
+    # Only what can be refused without the user directory: this runs in the update validator.
+    if not request.user_login_id.strip():
+        raise Refused("missing_user", "user_login_id is required")
+    values = [r.value for r in Response]
+    if not request.response:
+        raise Refused("missing_response", f"response is required; use one of: {', '.join(values)}")
+    if request.response not in values:
+        raise Refused(
+            "unknown_response",
+            f"{request.response!r} is not a response; use one of: {', '.join(values)}",
+        )
+    if request.message is not None and len(request.message) > MESSAGE_MAX_CHARS:
+        raise Refused(
+            "message_too_long",
+            f"message is {len(request.message)} characters; at most {MESSAGE_MAX_CHARS} are allowed",
+        )
+    _check_open(state)
+    if state.notification is None:
+        raise Refused(
+            "no_open_notification",
+            f"certificate {state.case_reference} has no open notification to respond to",
+        )
+    return Response(request.response)
+
+
+def can_respond(user: User) -> bool:
+    """Only case management roles carry the permission to submit notification responses."""
+    return bool(RESPONDING_ROLES.intersection(user.roles))
+
+
+def _firm_user(state: CertificateState, user: User | None, who: str) -> User:
+    """The user, known to the directory and of the certificate's own provider firm."""
+    if user is None:
+        raise Refused("unknown_user", f"{who} is not in the user directory")
+    firm = state.registration.provider_firm_id if state.registration else None
+    if user.provider_firm_id != firm:
+        raise Refused("wrong_firm", f"{who} is not a user of the certificate's provider firm")
+    return user
+
+
+def _check_open(state: CertificateState) -> None:
+    if state.stage == IcrStage.CLOSED:
+        raise Refused("certificate_closed", f"certificate {state.case_reference} is closed")
+
+
+def authorize_response(state: CertificateState, user: User | None, login_id: str) -> None:
+    """The assigned user, or any Cross Office user, of the certificate's firm answers, if a role lets them."""
+    user = _firm_user(state, user, f"user {login_id!r}")
+    if not can_respond(user):
+        raise Refused(
+            "not_permitted",
+            f"user {login_id!r} holds no role that may submit notification responses "
+            f"(roles: {', '.join(user.roles) or 'none'}); an Office Manager can view "
+            "notifications but not respond",
+        )
+    assigned = state.notification.assigned_to if state.notification else None
+    if assigned != user.login_id and Role.CROSS_OFFICE not in user.roles:
+        raise Refused(
+            "not_assigned",
+            f"the notification is assigned to {assigned!r}; only that user or a Cross Office "
+            "user of the firm may respond",
+        )
+
+
+def check_decision(state: CertificateState, request: LaaDecisionRequest) -> Decision:
+    """A caseworker decides close or keep open, and only on an open certificate's open task."""
+    values = [d.value for d in Decision]
+    if request.decision not in values:
+        raise Refused(
+            "unknown_decision",
+            f"{request.decision!r} is not a decision; use one of: {', '.join(values)}",
+        )
+    if not request.caseworker.strip():
+        raise Refused("missing_caseworker", "caseworker is required")
+    _check_open(state)
+    if state.task is None:
+        raise Refused(
+            "no_open_task",
+            f"certificate {state.case_reference} has no open LAA task to decide",
+        )
+    return Decision(request.decision)
+
+
+def check_reassign(state: CertificateState, request: ReassignContactRequest) -> None:
+    """A reassignment names both users and applies to an open, registered certificate."""
+    if not request.user_login_id.strip() or not request.new_contact_login_id.strip():
+        raise Refused("missing_user", "user_login_id and new_contact_login_id are required")
+    _check_open(state)
+    if state.registration is None:
+        raise Refused(
+            "not_registered",
+            f"certificate {state.case_reference} is not registered, so it has no provider contact",
+        )
+
+
+def authorize_reassign(
+    state: CertificateState,
+    request: ReassignContactRequest,
+    user: User | None,
+    new_contact: User | None,
+) -> None:
+    """A Cross Office user who may respond may hand the certificate to a firm user who can respond."""
+    user = _firm_user(state, user, f"user {request.user_login_id!r}")
+    if Role.CROSS_OFFICE not in user.roles or not can_respond(user):
+        raise Refused(
+            "not_permitted",
+            f"user {request.user_login_id!r} is not a Cross Office user who may respond, "
+            "so may not reassign the provider contact",
+        )
+    new_contact = _firm_user(state, new_contact, f"new contact {request.new_contact_login_id!r}")
+    if new_contact.pre_silas or not can_respond(new_contact):
+        raise Refused(
+            "contact_cannot_respond",
+            f"new contact {request.new_contact_login_id!r} cannot respond to notifications "
+            "(a pre-SiLAS username, or no case management role)",
+        )
