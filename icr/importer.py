@@ -34,6 +34,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from icr.db.store import Store
+from icr.mail import check_address
 from icr.models import CertificateInput, ExerciseResponse, Registration, Response, Role, User
 from icr.rules import FUTURE_TOLERANCE, UK, Refused, check_case_reference, workflow_id_for
 
@@ -42,6 +43,7 @@ CERTIFICATES = "certificates"
 EXERCISE_RESPONSES = "exercise-responses"
 
 USER_COLUMNS = ("login_id", "provider_firm_id", "roles", "pre_silas")
+USER_OPTIONAL = ("email",)
 CERTIFICATE_COLUMNS = ("case_reference", "provider_firm_id", "office_code", "provider_contact_login",
                        "granted_on", "poa_paid", "poa_recouped")
 CERTIFICATE_OPTIONAL = ("last_activity_at",)
@@ -255,6 +257,13 @@ def _roles(value: str) -> list[str]:
     return sorted(set(roles))
 
 
+def _email(value: str) -> str:
+    try:
+        return check_address(value)
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+
+
 def _bool(value: str) -> bool:
     if value.lower() not in ("true", "false"):
         raise _Bad(f"{value!r} is not true or false")
@@ -368,7 +377,9 @@ async def _ensure_workflow(client: Client, case_reference: str, task_queue: str,
 
 async def import_users(store: Store, path: Path, *, actor: str, now: datetime) -> ImportReport:
     report = ImportReport(USERS)
-    rows, report.refused = _read(path, USER_COLUMNS)
+    rows, report.refused = _read(path, USER_COLUMNS, USER_OPTIONAL)
+    # No email column at all: addresses stay as they are. An empty value: the user has none.
+    keep_email = bool(rows) and "email" not in rows[0].values
     seen: dict[str, int] = {}
     good: list[tuple[int, User]] = []
     for row in rows:
@@ -378,14 +389,16 @@ async def import_users(store: Store, path: Path, *, actor: str, now: datetime) -
         firm = check("provider_firm_id", _firm_id)
         roles = check("roles", _roles)
         pre_silas = check("pre_silas", _bool)
+        email = check("email", _email, required=False)
         if not check.bad:
             assert login is not None and firm is not None and roles is not None and pre_silas is not None
             good.append((row.line, User(login_id=login, provider_firm_id=firm, roles=roles,
-                                        pre_silas=pre_silas)))
+                                        pre_silas=pre_silas, email=email)))
 
     async def write(item: tuple[int, User]) -> None:
         line, user = item
-        result = await _write(report, line, "login_id", lambda: store.upsert_user(user, actor, now))
+        result = await _write(report, line, "login_id",
+                              lambda: store.upsert_user(user, actor, now, keep_email=keep_email))
         if result is not None:
             report.count(result.status)
 

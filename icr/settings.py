@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 TASK_QUEUE = "inactive-case-review"
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,16 @@ class Settings(BaseModel):
     db_pool_size: int = 10
     log_format: str = "console"  # or "json"
     log_level: str = "info"
+    # The daily digest e-mail. Unset smtp_host: a worker delivers into a local SMTP sink
+    # under the data directory instead (`starter.py mail list` shows what was sent).
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None  # never logged
+    smtp_timeout: float = 30.0
+    mail_from: str = "Legal Aid Agency <icr-noreply@icr.local>"
+    portal_url: str = "https://provider-portal.example/inactive-case-review"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +64,14 @@ class Settings(BaseModel):
             "ICR_DB_POOL_SIZE": "db_pool_size",
             "ICR_LOG_FORMAT": "log_format",
             "ICR_LOG_LEVEL": "log_level",
+            "ICR_SMTP_HOST": "smtp_host",
+            "ICR_SMTP_PORT": "smtp_port",
+            "ICR_SMTP_STARTTLS": "smtp_starttls",
+            "ICR_SMTP_USERNAME": "smtp_username",
+            "ICR_SMTP_PASSWORD": "smtp_password",
+            "ICR_SMTP_TIMEOUT": "smtp_timeout",
+            "ICR_MAIL_FROM": "mail_from",
+            "ICR_PORTAL_URL": "portal_url",
         }
         values = {field: env[name] for name, field in names.items() if env.get(name)}
         return cls.model_validate(values)
