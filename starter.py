@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,11 @@ from icr.client import (
     NoWorker,
     list_query,
 )
+from icr.db.outbox import Outbox
 from icr.engine import Runtime, connected
 from icr.logs import configure_logging
+from icr.mail import outbox_lines
+from icr.mail_sink import sink_folder, stored_messages
 from icr.models import (
     ActivityEvent,
     ActivityKind,
@@ -214,6 +217,23 @@ async def cmd_set_policy(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date YYYY-MM-DD") from None
+
+
+async def cmd_mail_list(rt: Runtime, args: argparse.Namespace) -> int:
+    rows = await Outbox(rt.store.pool).rows(day=args.date, problems_only=args.failed, limit=args.limit)
+    print("\n".join(outbox_lines(rows)) if rows else "no daily digests" + (" to show" if args.failed else ""))
+    if not rt.settings.smtp_host:
+        folder = sink_folder(rt.settings.data_dir)
+        print(f"# no ICR_SMTP_HOST: mail went to the local SMTP sink; {len(stored_messages(folder))} "
+              f"message(s) in {folder}")
+    return 0
+
+
 async def cmd_demo(rt: Runtime, args: argparse.Namespace) -> int:
     from icr.demo import run_demo
 
@@ -242,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="load the registry from a CSV file (UTF-8, a header row)")
     imp_sub = imp.add_subparsers(dest="kind", required=True, metavar="KIND")
     for kind, columns in [
-        ("users", "login_id, provider_firm_id, roles (;-separated), pre_silas (true/false)"),
+        ("users", "login_id, provider_firm_id, roles (;-separated), pre_silas (true/false), "
+                  "email (optional: where the daily digest goes)"),
         ("certificates", "case_reference, provider_firm_id, office_code, provider_contact_login, "
                          "granted_on, last_activity_at (optional), poa_paid, poa_recouped"),
         ("exercise-responses", "case_reference, response, reported_on"),
@@ -290,6 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=[s.value for s in IcrStage])
     p.add_argument("--firm", help="provider firm id")
     p.add_argument("--limit", type=int, default=200)
+
+    mail = sub.add_parser("mail", help="the daily digest e-mails", description="the daily digest e-mails")
+    mail_sub = mail.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = mail_sub.add_parser("list", help="the outbox: who, which day, sent or why not",
+                            description="the daily digest outbox: who, which day, sent (with the SMTP "
+                                        "server's answer) or why not")
+    p.add_argument("--failed", action="store_true",
+                   help="only those not sent: failed for good, without an address, or waiting for a retry")
+    p.add_argument("--date", type=_day, default=None, help="one digest day, YYYY-MM-DD")
+    p.add_argument("--limit", type=int, default=500)
+    p.set_defaults(handler=cmd_mail_list)
 
     p = command("set-policy", cmd_set_policy, "add an inactivity policy version; running "
                                               "certificates recompute their deadlines")

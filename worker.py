@@ -13,8 +13,10 @@ import sys
 
 import structlog
 
+from icr.db.outbox import Outbox
 from icr.engine import build_worker, connected, ensure_digest_schedule
 from icr.logs import configure_logging
+from icr.mail import Mailer, mail_server
 from icr.settings import Settings
 
 log = structlog.get_logger("worker")
@@ -25,11 +27,12 @@ async def run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with connected(settings) as runtime:
+    async with connected(settings) as runtime, mail_server(settings) as mail:
         await ensure_digest_schedule(runtime.client, settings.task_queue)
         if runtime.services.ui_url:
             print(f"Temporal Web UI: {runtime.services.ui_url}", flush=True)
-        async with build_worker(runtime.client, runtime.store, settings):
+        mailer = Mailer(Outbox(runtime.store.pool), mail)
+        async with build_worker(runtime.client, runtime.store, settings, mailer):
             log.info("worker_running", task_queue=settings.task_queue,
                      temporal=runtime.services.temporal_address)
             await stop.wait()

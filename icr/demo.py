@@ -6,6 +6,10 @@ So that overdue and escalated certificates appear within minutes rather than wee
 adds a "demo pace" policy version to its own (embedded) database: inactivity stays 608 days,
 but responses fall due after 20 seconds and are returned after 40 (so an unanswered
 certificate is escalated after its third notification, two minutes in).
+
+At the end the demo runs the daily digest once (the schedule runs it at 07:00 UK time): each
+provider user with open notifications gets one e-mail, delivered into the local SMTP sink
+under the data directory unless ICR_SMTP_HOST names a real server.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import structlog
 
 from icr import importer
 from icr.client import CertificateClient, stages_of
+from icr.db.outbox import Outbox
 from icr.engine import Runtime, build_worker, ensure_digest_schedule
+from icr.mail import MailConfig, Mailer, mail_server, outbox_lines
 from icr.models import (
     ActivityEvent,
     CertificateStatus,
@@ -30,6 +36,7 @@ from icr.models import (
     LaaDecisionRequest,
     RespondRequest,
 )
+from workflows.digest import DIGEST_WORKFLOW_ID, DailyDigestWorkflow
 
 log = structlog.get_logger("demo")
 DAY = timedelta(days=1)
@@ -38,14 +45,14 @@ DEMO_DUE = timedelta(seconds=20)
 DEMO_RETURN = timedelta(seconds=40)
 
 USERS = [
-    # login_id, firm, roles, pre_silas
-    ("JSMITH", "26517", "case_management", "false"),
-    ("AJONES", "26517", "case_management;cross_office", "false"),
-    ("OMANAGER", "26517", "office_manager", "false"),
-    ("LEGACY01", "26517", "case_management", "true"),
-    ("PKHAN", "40001", "case_management_supervisor", "false"),
-    ("BWILLIAMS", "40001", "bill_preparation", "false"),
-    ("CEVANS", "51234", "case_management;cross_office", "false"),
+    # login_id, firm, roles, pre_silas, email (optional: OMANAGER has none)
+    ("JSMITH", "26517", "case_management", "false", "j.smith@smith-law.example"),
+    ("AJONES", "26517", "case_management;cross_office", "false", "a.jones@smith-law.example"),
+    ("OMANAGER", "26517", "office_manager", "false", ""),
+    ("LEGACY01", "26517", "case_management", "true", "legacy01@smith-law.example"),
+    ("PKHAN", "40001", "case_management_supervisor", "false", "p.khan@khan-solicitors.example"),
+    ("BWILLIAMS", "40001", "bill_preparation", "false", "b.williams@khan-solicitors.example"),
+    ("CEVANS", "51234", "case_management;cross_office", "false", "c.evans@evans-partners.example"),
 ]
 
 # What the demo does with each certificate: (plan, firm, contact)
@@ -116,7 +123,7 @@ async def seed(rt: Runtime, now: datetime) -> list[DemoCertificate]:
     if policy.inactivity_days != 608 or policy.response_due != DEMO_DUE:
         await rt.store.add_policy_version(608, now - timedelta(seconds=1), "demo", DEMO_NOTE, now,
                                           response_due=DEMO_DUE, return_after=DEMO_RETURN)
-    users = write_csv(folder / "users.csv", ["login_id", "provider_firm_id", "roles", "pre_silas"],
+    users = write_csv(folder / "users.csv", ["login_id", "provider_firm_id", "roles", "pre_silas", "email"],
                       [list(u) for u in USERS])
     certs = write_csv(
         folder / "certificates.csv",
@@ -194,13 +201,33 @@ async def wait_for_every_stage(rt: Runtime, timeout: timedelta) -> dict[str, lis
         await asyncio.sleep(2)
 
 
+async def send_digest(rt: Runtime, mail: MailConfig) -> None:
+    """Run the daily digest once now, and show each provider user's mail."""
+    handle = await rt.client.start_workflow(
+        DailyDigestWorkflow.run, id=f"{DIGEST_WORKFLOW_ID}-demo-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}",
+        task_queue=rt.settings.task_queue)
+    print("\nDaily digest e-mails (the schedule sends them at 07:00 UK time; sent once now):")
+    try:
+        result = await asyncio.wait_for(handle.result(), timeout=60)
+    except TimeoutError:
+        print("  not all sent within a minute: it retries with backoff (`./run starter mail list --failed`)")
+    else:
+        print(f"  {result.digest_date}: {result.queued} queued now, {result.sent} sent now, {result.already_sent} "
+              f"sent earlier today, {len(result.failed)} failed, {len(result.without_address)} without an address")
+        for line in outbox_lines(await Outbox(rt.store.pool).rows(day=result.digest_date)):
+            print(f"  {line}")
+    where = f"in the local SMTP sink: {mail.sink}" if mail.sink else f"sent through {mail.host}:{mail.port}"
+    print(f"  The messages are {where}; `./run starter mail list` lists the outbox.", flush=True)
+
+
 async def run_demo(rt: Runtime, keep_running: bool) -> int:
     now = datetime.now(timezone.utc)
     ui = rt.services.ui_url or "(your Temporal Web UI)"
     print(f"Temporal Web UI: {ui}/namespaces/{rt.settings.temporal_namespace}/workflows", flush=True)
     print("Seeding demo data through the CSV import ...", flush=True)
     await ensure_digest_schedule(rt.client, rt.settings.task_queue)
-    async with build_worker(rt.client, rt.store, rt.settings):
+    async with mail_server(rt.settings) as mail, build_worker(
+            rt.client, rt.store, rt.settings, Mailer(Outbox(rt.store.pool), mail)):
         certificates = await seed(rt, now)
         await asyncio.gather(*(drive(rt, c) for c in certificates))
         if keep_running and certificates:
@@ -214,6 +241,7 @@ async def run_demo(rt: Runtime, keep_running: bool) -> int:
         for stage, refs in found.items():
             shown = " ".join(sorted(refs)[:6]) + (" ..." if len(refs) > 6 else "")
             print(f"  {stage:<17} {len(refs):>3}  {shown}")
+        await send_digest(rt, mail)
         print(f"\nTemporal Web UI: {ui}/namespaces/{rt.settings.temporal_namespace}/workflows")
         print("  overdue certificates of a firm:      IcrStage = 'Overdue' AND ProviderFirmId = '26517'")
         print("  everything waiting for a caseworker: IcrStage IN ('LaaReview', 'Escalated')")

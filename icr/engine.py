@@ -29,8 +29,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.certificate_activities import CertificateActivities
+from activities.mail_activities import MailActivities
 from icr.db.migrate import migrate
+from icr.db.outbox import Outbox
 from icr.db.store import Store
+from icr.mail import MailConfig, Mailer
 from icr.search_attributes import SEARCH_ATTRIBUTES
 from icr.servers import Services, services
 from icr.settings import Settings
@@ -112,13 +115,16 @@ async def ensure_digest_schedule(client: Client, task_queue: str) -> None:
         log.warning("digest_schedule_unavailable", reason="the server does not offer schedules")
 
 
-def build_worker(client: Client, store: Store, settings: Settings) -> Worker:
+def build_worker(client: Client, store: Store, settings: Settings, mailer: Mailer | None = None) -> Worker:
+    """`mailer`: how the daily digest is sent (see icr.mail.mail_server); by default the SMTP
+    server in settings, if any."""
     activities = CertificateActivities(store)
+    mail = MailActivities(mailer or Mailer(Outbox(store.pool), MailConfig.from_settings(settings)))
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[CertificateWorkflow, DailyDigestWorkflow],
-        activities=activities.all(),
+        activities=activities.all() + mail.all(),
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_local_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,

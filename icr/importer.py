@@ -31,6 +31,7 @@ import asyncpg
 
 from icr.client import CertificateClient
 from icr.db.store import Store, Upserted
+from icr.mail import check_address
 from icr.models import ExerciseResponse, Registration, Response, Role, User
 from icr.rules import FUTURE_TOLERANCE, UK, Refused, check_case_reference
 
@@ -39,6 +40,7 @@ CERTIFICATES = "certificates"
 EXERCISE_RESPONSES = "exercise-responses"
 
 USER_COLUMNS = ("login_id", "provider_firm_id", "roles", "pre_silas")
+USER_OPTIONAL = ("email",)
 CERTIFICATE_COLUMNS = ("case_reference", "provider_firm_id", "office_code", "provider_contact_login",
                        "granted_on", "poa_paid", "poa_recouped")
 CERTIFICATE_OPTIONAL = ("last_activity_at",)
@@ -251,6 +253,13 @@ def _roles(value: str) -> list[str]:
     return sorted(set(roles))
 
 
+def _email(value: str) -> str:
+    try:
+        return check_address(value)
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+
+
 def _bool(value: str) -> bool:
     if value.lower() not in ("true", "false"):
         raise _Bad(f"{value!r} is not true or false")
@@ -368,21 +377,30 @@ async def _bounded(items: list[T], fn: Callable[[T], Awaitable[Any]]) -> None:
 # --- the three imports -----------------------------------------------------------------
 
 
-def _user_row(check: _Check) -> User | None:
+@dataclass
+class _UserRow:
+    user: User
+    # A file without the email column leaves addresses as they are; an empty value: none.
+    keep_email: bool
+
+
+def _user_row(check: _Check) -> _UserRow | None:
     login = check("login_id", _login)
     firm = check("provider_firm_id", _firm_id)
     roles = check("roles", _roles)
     pre_silas = check("pre_silas", _bool)
+    email = check("email", _email, required=False)
     if login is None or firm is None or roles is None or pre_silas is None:
         return None
-    return User(login_id=login, provider_firm_id=firm, roles=roles, pre_silas=pre_silas)
+    return _UserRow(User(login_id=login, provider_firm_id=firm, roles=roles, pre_silas=pre_silas, email=email),
+                    keep_email="email" not in check.row.values)
 
 
 async def import_users(store: Store, path: Path, *, actor: str, now: datetime) -> ImportReport:
-    async def write(user: User, report: ImportReport) -> Upserted:
-        return await store.upsert_user(user, actor, now)
+    async def write(row: _UserRow, report: ImportReport) -> Upserted:
+        return await store.upsert_user(row.user, actor, now, keep_email=row.keep_email)
 
-    return await _import(_Kind(USERS, USER_COLUMNS, (), "login_id", _user_row, write), path)
+    return await _import(_Kind(USERS, USER_COLUMNS, USER_OPTIONAL, "login_id", _user_row, write), path)
 
 
 @dataclass

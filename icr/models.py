@@ -195,6 +195,7 @@ class User(Model):
     provider_firm_id: str
     roles: list[str] = Field(default_factory=list)
     pre_silas: bool = False
+    email: str | None = None  # where the daily digest goes; none: no e-mail, reported by each digest run
 
 
 class ExerciseResponse(Model):
@@ -484,6 +485,32 @@ class QueueDailyDigests(Model):
 class DailyDigestResult(Model):
     digest_date: date
     queued: int
+    # The day's outbox after this run's mailing (absent from runs before the mailer existed).
+    sent: int = 0  # by this run
+    already_sent: int = 0  # by an earlier run of the same day
+    failed: list[str] = Field(default_factory=list)  # login ids whose digest failed for good
+    without_address: list[str] = Field(default_factory=list)  # login ids with no e-mail address
+
+
+class SendDailyDigests(Model):
+    """Send the day's queued digests from the outbox."""
+
+    digest_date: date
+    at: datetime
+    # The digest run (its workflow run id): what this run sent is told apart from earlier runs'.
+    run_key: str
+
+
+class DigestMailResult(Model):
+    """The day's outbox after one mailing pass."""
+
+    sent: int = 0  # by this run
+    already_sent: int = 0  # by earlier runs
+    failed: list[str] = Field(default_factory=list)
+    without_address: list[str] = Field(default_factory=list)
+    # Not sent yet but worth retrying: a server that was down, a 4xx answer, a claim still
+    # held by another (perhaps crashed) sender until its lease ends.
+    pending: list[str] = Field(default_factory=list)
 
 
 class LoadCertificateInput(Model):

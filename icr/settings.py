@@ -34,6 +34,17 @@ class Settings(BaseSettings):
     max_concurrent_activities: int = Field(default=100, validation_alias="ICR_MAX_CONCURRENT_ACTIVITIES")
     max_concurrent_workflow_tasks: int = Field(default=100, validation_alias="ICR_MAX_CONCURRENT_WORKFLOW_TASKS")
     db_pool_size: int = Field(default=10, validation_alias="ICR_DB_POOL_SIZE")
+    # The daily digest e-mail. Unset smtp_host: on the embedded default a worker delivers into
+    # a local SMTP sink under the data directory (`starter.py mail list` shows what was sent).
+    smtp_host: str | None = Field(default=None, validation_alias="ICR_SMTP_HOST")
+    smtp_port: int = Field(default=587, validation_alias="ICR_SMTP_PORT")
+    smtp_starttls: bool = Field(default=True, validation_alias="ICR_SMTP_STARTTLS")
+    smtp_username: str | None = Field(default=None, validation_alias="ICR_SMTP_USERNAME")
+    smtp_password: SecretStr | None = Field(default=None, validation_alias="ICR_SMTP_PASSWORD")
+    smtp_timeout: float = Field(default=30.0, validation_alias="ICR_SMTP_TIMEOUT")
+    mail_from: str = Field(default="Legal Aid Agency <icr-noreply@icr.local>", validation_alias="ICR_MAIL_FROM")
+    portal_url: str = Field(default="https://provider-portal.example/inactive-case-review",
+                            validation_alias="ICR_PORTAL_URL")
     log_format: str = Field(default="console", validation_alias="ICR_LOG_FORMAT")  # or "json"
     log_level: str = Field(default="info", validation_alias="ICR_LOG_LEVEL")
 

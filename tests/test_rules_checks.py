@@ -37,7 +37,6 @@ from tests.rules_builders import (
     RESPONSES,
     SEC,
     XO,
-    close,
     decide,
     event,
     notified,

@@ -26,7 +26,6 @@ from tests.rules_builders import (
     CASE,
     CLOSED_AT,
     CONTACT,
-    DECIDED,
     DUE_608,
     FIRM,
     FY_END_2027,

@@ -147,18 +147,18 @@ async def test_migrations_build_the_schema_from_an_empty_database(postgres: Post
             before = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
             assert before == []
 
-            assert await migrate(conn) == [1, 2]
+            assert await migrate(conn) == [1, 2, 4]
             tables = {r["tablename"] for r in await conn.fetch(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
             assert tables == ALL_TABLES
 
             applied = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
             assert [(r["version"], r["name"]) for r in applied] == [
-                (1, "001_initial.sql"), (2, "002_email_digests.sql")]
+                (1, "001_initial.sql"), (2, "002_email_digests.sql"), (4, "004_mail.sql")]
 
             # Nothing is re-applied (a re-run of 001 would fail on CREATE TABLE anyway).
             assert await migrate(conn) == []
-            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 2
+            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 3
 
             policies = await conn.fetch("SELECT * FROM policy_versions ORDER BY version")
             assert [(p["version"], p["inactivity_days"]) for p in policies] == [(1, 365), (2, 608)]
@@ -629,7 +629,8 @@ async def test_upsert_user_imports_then_unchanged_then_updated(store: Store) -> 
     assert await user_audits() == [{
         "key": f"user-CASEWORKER1-{IMPORTED_AT.isoformat()}", "action": "user_imported", "actor": "import",
         "at": IMPORTED_AT, "detail": {"login_id": "CASEWORKER1", "provider_firm_id": FIRM,
-                                      "roles": ["bill_preparation", "case_management"], "pre_silas": False}}]
+                                      "roles": ["bill_preparation", "case_management"], "pre_silas": False,
+                                      "email": None}}]
 
     changed = user.model_copy(update={"roles": ["case_management_supervisor"], "pre_silas": True})
     assert (await store.upsert_user(changed, "import", T1)).status == "updated"
@@ -641,7 +642,7 @@ async def test_upsert_user_imports_then_unchanged_then_updated(store: Store) -> 
     assert audits[1] == {
         "key": f"user-CASEWORKER1-{T1.isoformat()}", "action": "user_updated", "actor": "import", "at": T1,
         "detail": {"login_id": "CASEWORKER1", "provider_firm_id": FIRM,
-                   "roles": ["case_management_supervisor"], "pre_silas": True}}
+                   "roles": ["case_management_supervisor"], "pre_silas": True, "email": None}}
     assert await count(store, "users") == 1
 
 

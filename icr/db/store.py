@@ -126,7 +126,7 @@ class Store:
     async def load_users(self, login_ids: list[str]) -> list[User]:
         rows = await self.pool.fetch("SELECT * FROM users WHERE login_id = ANY($1::text[])", login_ids)
         return [User(login_id=r["login_id"], provider_firm_id=r["provider_firm_id"],
-                     roles=list(r["roles"]), pre_silas=r["pre_silas"]) for r in rows]
+                     roles=list(r["roles"]), pre_silas=r["pre_silas"], email=r["email"]) for r in rows]
 
     async def certificate_row(self, case_reference: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow("SELECT * FROM certificates WHERE case_reference = $1",
@@ -332,20 +332,23 @@ class Store:
 
     # --- the registry (imports and operators) ---------------------------------------------
 
-    async def upsert_user(self, user: User, actor: str, at: datetime) -> Upserted:
+    async def upsert_user(self, user: User, actor: str, at: datetime, *, keep_email: bool = False) -> Upserted:
+        """`keep_email`: leave the user's address as it is (a file without the column)."""
         async with self.pool.acquire() as conn, conn.transaction():
             old = await conn.fetchrow("SELECT * FROM users WHERE login_id = $1 FOR UPDATE", user.login_id)
+            email = (old["email"] if old is not None else None) if keep_email else user.email
             new = {"provider_firm_id": user.provider_firm_id, "roles": sorted(user.roles),
-                   "pre_silas": user.pre_silas}
+                   "pre_silas": user.pre_silas, "email": email}
             if old is not None and {"provider_firm_id": old["provider_firm_id"], "roles": sorted(old["roles"]),
-                                    "pre_silas": old["pre_silas"]} == new:
+                                    "pre_silas": old["pre_silas"], "email": old["email"]} == new:
                 return Upserted("unchanged")
             await conn.execute(
-                """INSERT INTO users (login_id, provider_firm_id, roles, pre_silas, updated_at)
-                   VALUES ($1, $2, $3, $4, $5)
+                """INSERT INTO users (login_id, provider_firm_id, roles, pre_silas, email, updated_at)
+                   VALUES ($1, $2, $3, $4, $5, $6)
                    ON CONFLICT (login_id) DO UPDATE SET provider_firm_id = EXCLUDED.provider_firm_id,
-                       roles = EXCLUDED.roles, pre_silas = EXCLUDED.pre_silas, updated_at = EXCLUDED.updated_at""",
-                user.login_id, user.provider_firm_id, new["roles"], user.pre_silas, at)
+                       roles = EXCLUDED.roles, pre_silas = EXCLUDED.pre_silas, email = EXCLUDED.email,
+                       updated_at = EXCLUDED.updated_at""",
+                user.login_id, user.provider_firm_id, new["roles"], user.pre_silas, email, at)
             action = "user_imported" if old is None else "user_updated"
             await _audit(conn, f"user-{user.login_id}-{at.isoformat()}", None, actor, action,
                          {"login_id": user.login_id, **new}, at)
