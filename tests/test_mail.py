@@ -38,7 +38,7 @@ from icr.models import (
     SendDailyDigests,
     User,
 )
-from icr.rules import UK
+from icr.rules import NOTIFICATION_SUBJECT, UK, notification_letter
 from icr.settings import Settings
 
 FIRM = "26517"
@@ -127,7 +127,8 @@ async def notify(store: Store, ref: str, contact: str, at: datetime, due: timede
     notification_id = f"ICR-{ref}-001"
     await store.raise_notification(RaiseNotification(
         case_reference=ref, notification_id=notification_id, cycle=1, provider_firm_id=FIRM,
-        assigned_to=contact, date_assigned=at, due_date=at + due, return_date=at + due + timedelta(days=7)))
+        assigned_to=contact, date_assigned=at, due_date=at + due, return_date=at + due + timedelta(days=7),
+        subject=NOTIFICATION_SUBJECT, letter=notification_letter(ref, at + due)))
     return notification_id
 
 
@@ -526,9 +527,11 @@ async def test_the_local_sink_keeps_each_message_as_a_file(store: Store, tmp_pat
     assert "ALICE" in line and "sent" in line and stored.name in line
 
 
-def test_the_smtp_password_is_never_shown() -> None:
-    settings = Settings.from_env({"ICR_SMTP_HOST": "smtp.example", "ICR_SMTP_PASSWORD": "s3cret",
-                                  "ICR_SMTP_STARTTLS": "false"})
+def test_the_smtp_password_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"ICR_SMTP_HOST": "smtp.example", "ICR_SMTP_PASSWORD": "s3cret",
+                        "ICR_SMTP_STARTTLS": "false"}.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env()
     config = MailConfig.from_settings(settings)
     assert config.password is not None and config.password.get_secret_value() == "s3cret"
     assert (config.host, config.starttls) == ("smtp.example", False)
