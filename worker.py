@@ -14,6 +14,7 @@ import sys
 import structlog
 
 from icr.engine import build_worker, connected, ensure_digest_schedule
+from icr.keyring import ConfigurationError
 from icr.logs import configure_logging
 from icr.settings import Settings
 
@@ -51,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_concurrent_workflow_tasks:
         settings.max_concurrent_workflow_tasks = args.max_concurrent_workflow_tasks
     configure_logging(settings.log_format, settings.log_level)
-    return asyncio.run(run(settings))
+    try:
+        return asyncio.run(run(settings))
+    except ConfigurationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

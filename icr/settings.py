@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     max_concurrent_activities: int = Field(default=100, validation_alias="ICR_MAX_CONCURRENT_ACTIVITIES")
     max_concurrent_workflow_tasks: int = Field(default=100, validation_alias="ICR_MAX_CONCURRENT_WORKFLOW_TASKS")
     db_pool_size: int = Field(default=10, validation_alias="ICR_DB_POOL_SIZE")
+    # Payload encryption (AES-256-GCM): `id:base64key,...`, the first (or ICR_PAYLOAD_KEY_ID)
+    # encrypts, the others only decrypt what they wrote. Unset on the embedded default: a key
+    # is made once in the data directory. Unset with a real Temporal: refused at start unless
+    # ICR_PAYLOAD_ENCRYPTION=false says so on purpose.
+    payload_keys: SecretStr | None = Field(default=None, validation_alias="ICR_PAYLOAD_KEYS")
+    payload_key_id: str | None = Field(default=None, validation_alias="ICR_PAYLOAD_KEY_ID")
+    payload_encryption: bool = Field(default=True, validation_alias="ICR_PAYLOAD_ENCRYPTION")
+    # The codec server the Web UI decodes payloads through.
+    codec_port: int = Field(default=8234, validation_alias="ICR_CODEC_PORT")
+    codec_token: SecretStr | None = Field(default=None, validation_alias="ICR_CODEC_TOKEN")
+    # The Web UI's origin(s), comma-separated; unset: the embedded UI's.
+    codec_cors_origins: str | None = Field(default=None, validation_alias="ICR_CODEC_CORS_ORIGINS")
     log_format: str = Field(default="console", validation_alias="ICR_LOG_FORMAT")  # or "json"
     log_level: str = Field(default="info", validation_alias="ICR_LOG_LEVEL")
 
