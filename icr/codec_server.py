@@ -109,8 +109,8 @@ async def _main() -> int:
               file=sys.stderr)
         return 2
     host = os.environ.get("ICR_CODEC_HOST", "127.0.0.1")
-    runner = await serve(codec_app(codec, token, origins), host, settings.codec_port)
-    log.info("codec_server_running", address=f"http://{host}:{settings.codec_port}", origins=sorted(origins))
+    runner = await serve(codec_app(codec, token, origins), host, settings.codec_server_port)
+    log.info("codec_server_running", address=f"http://{host}:{settings.codec_server_port}", origins=sorted(origins))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -106,10 +106,12 @@ async def temporal_dev_server(settings: Settings) -> AsyncIterator[tuple[str, st
     if codec is not None:
         # The Web UI decodes the encrypted payloads through the codec server; the token rides
         # in the endpoint's path, as the UI cannot add a header of its own.
-        args += ["--ui-codec-endpoint", f"http://127.0.0.1:{settings.codec_port}/{token}"]
+        args += ["--ui-codec-endpoint", f"http://127.0.0.1:{settings.codec_server_port}/{token}"]
         codec_server = subprocess.Popen([sys.executable, "-m", "icr.codec_server"], stdout=log_file,
                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                        env={**os.environ, "ICR_DATA_DIR": str(data)})
+                                        env={**os.environ, "ICR_DATA_DIR": str(data),
+                                             "ICR_UI_PORT": str(settings.ui_port),
+                                             "ICR_CODEC_PORT": str(settings.codec_server_port)})
     process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     pid_file.write_text(str(process.pid))
     try:

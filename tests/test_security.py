@@ -4,6 +4,7 @@ plaintext in a history, a search attribute, a memo or a log."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -246,3 +247,29 @@ async def test_a_canary_never_shows_in_plaintext(engine: Engine, caplog: pytest.
     # The database is the system of record: it does hold them, in the clear, as it must.
     rows = await engine.store.notifications_of(engine.ref)
     assert rows[0]["message"] == CANARY_MESSAGE
+
+
+async def test_the_embedded_web_ui_decodes_through_its_codec_server(tmp_path) -> None:
+    from icr.servers import temporal_dev_server
+
+    settings = Settings(data_dir=tmp_path, temporal_port=free_port(), ui_port=free_port())
+    async with temporal_dev_server(settings):
+        token = (tmp_path / "codec-token").read_text().strip()
+        codec = EncryptionCodec(payload_keys(settings, embedded=True))  # type: ignore[arg-type]
+        ui = f"http://127.0.0.1:{settings.ui_port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{ui}/api/v1/settings") as r:
+                endpoint = (await r.json())["Codec"]["Endpoint"]
+            assert endpoint == f"http://127.0.0.1:{settings.codec_server_port}/{token}"
+            body = await body_of(codec, b'{"who": "' + CANARY_LOGIN.encode() + b'"}')
+            for _ in range(50):  # the codec server starts beside the dev server
+                try:
+                    async with http.post(f"{endpoint}/decode", data=body, headers={"Origin": ui}) as r:
+                        assert r.status == 200
+                        [payload] = (await r.json())["payloads"]
+                        assert CANARY_LOGIN.encode() in base64.b64decode(payload["data"])
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("the codec server did not answer")
