@@ -30,7 +30,9 @@ from icr.client import (
     list_query,
 )
 from icr.db.outbox import Outbox
+from icr.codec import PayloadKeyError, PayloadKeys
 from icr.engine import Runtime, connected
+from icr.keyring import ConfigurationError
 from icr.logs import configure_logging
 from icr.mail import outbox_lines
 from icr.mail_sink import sink_folder, stored_messages
@@ -234,6 +236,15 @@ async def cmd_mail_list(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_make_key(args: argparse.Namespace) -> int:
+    key_id = args.id or f"k{_now():%Y%m%d}"
+    try:
+        print(PayloadKeys.generate(key_id).format())
+    except PayloadKeyError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+    return 0
+
+
 async def cmd_demo(rt: Runtime, args: argparse.Namespace) -> int:
     from icr.demo import run_demo
 
@@ -322,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", type=_day, default=None, help="one digest day, YYYY-MM-DD")
     p.add_argument("--limit", type=int, default=500)
     p.set_defaults(handler=cmd_mail_list)
+    p = sub.add_parser("make-key", help="print a new payload encryption key for ICR_PAYLOAD_KEYS",
+                       description="print a new AES-256 payload key as `ID:BASE64`; put it first in "
+                                   "ICR_PAYLOAD_KEYS to encrypt with it, and keep the old ones listed after "
+                                   "it so that older histories still decrypt")
+    p.add_argument("--id", default=None, help="the key's id (default: k + today's date)")
+    p.set_defaults(offline=cmd_make_key)
 
     p = command("set-policy", cmd_set_policy, "add an inactivity policy version; running "
                                               "certificates recompute their deadlines")
@@ -342,10 +359,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_format, "info" if args.command == "demo" else "warning")
     try:
+        if getattr(args, "offline", None):
+            return int(args.offline(args))
         return asyncio.run(_run(args, settings))
     except CliError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.code
+    except ConfigurationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except (RPCError, RuntimeError, OSError, asyncpg.PostgresError) as err:
         # A server that cannot be reached or refuses: say so plainly, no traceback.
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)

@@ -15,8 +15,10 @@ import structlog
 
 from icr.db.outbox import Outbox
 from icr.engine import build_worker, connected, ensure_digest_schedule
+from icr.keyring import ConfigurationError
 from icr.logs import configure_logging
-from icr.mail import Mailer, mail_server
+from icr.mail import Mailer
+from icr.mail_setup import mail_server
 from icr.settings import Settings
 
 log = structlog.get_logger("worker")
@@ -54,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_concurrent_workflow_tasks:
         settings.max_concurrent_workflow_tasks = args.max_concurrent_workflow_tasks
     configure_logging(settings.log_format, settings.log_level)
-    return asyncio.run(run(settings))
+    try:
+        return asyncio.run(run(settings))
+    except ConfigurationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

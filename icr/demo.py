@@ -28,7 +28,8 @@ from icr import importer
 from icr.client import CertificateClient, stages_of
 from icr.db.outbox import Outbox
 from icr.engine import Runtime, build_worker, ensure_digest_schedule
-from icr.mail import MailConfig, Mailer, mail_server, outbox_lines
+from icr.mail import MailConfig, Mailer, outbox_lines
+from icr.mail_setup import mail_server
 from icr.models import (
     ActivityEvent,
     CertificateStatus,

@@ -24,16 +24,18 @@ from temporalio.client import (
     ScheduleSpec,
     TLSConfig,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.certificate_activities import CertificateActivities
 from activities.mail_activities import MailActivities
+from icr.codec import EncryptionCodec, data_converter
 from icr.db.migrate import migrate
 from icr.db.outbox import Outbox
 from icr.db.store import Store
-from icr.mail import MailConfig, Mailer
+from icr.keyring import payload_keys
+from icr.mail import Mailer
+from icr.mail_setup import mail_config
 from icr.search_attributes import SEARCH_ATTRIBUTES
 from icr.servers import Services, services
 from icr.settings import Settings
@@ -51,9 +53,10 @@ async def connect_temporal(settings: Settings, address: str) -> Client:
             client_private_key=settings.temporal_tls_client_key.read_bytes() if settings.temporal_tls_client_key else None,
         )
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    keys = payload_keys(settings, embedded=settings.temporal_address is None)
     return await Client.connect(
         address, namespace=settings.temporal_namespace, api_key=api_key,
-        tls=tls or bool(api_key), data_converter=pydantic_data_converter)
+        tls=tls or bool(api_key), data_converter=data_converter(EncryptionCodec(keys) if keys else None))
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> None:
@@ -116,10 +119,10 @@ async def ensure_digest_schedule(client: Client, task_queue: str) -> None:
 
 
 def build_worker(client: Client, store: Store, settings: Settings, mailer: Mailer | None = None) -> Worker:
-    """`mailer`: how the daily digest is sent (see icr.mail.mail_server); by default the SMTP
+    """`mailer`: how the daily digest is sent (see icr.mail_setup.mail_server); by default the SMTP
     server in settings, if any."""
     activities = CertificateActivities(store)
-    mail = MailActivities(mailer or Mailer(Outbox(store.pool), MailConfig.from_settings(settings)))
+    mail = MailActivities(mailer or Mailer(Outbox(store.pool), mail_config(settings)))
     return Worker(
         client,
         task_queue=settings.task_queue,

@@ -21,12 +21,11 @@ What is guaranteed (the README says the same):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import html
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from datetime import date, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -37,10 +36,8 @@ import structlog
 from pydantic import SecretStr
 
 from icr.db.outbox import DigestMail, Outbox, OutboxRow
-from icr.mail_sink import local_sink, sink_folder
 from icr.models import DigestMailResult, SendDailyDigests
 from icr.rules import UK
-from icr.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -86,34 +83,9 @@ class MailConfig:
     portal_url: str
     sink: Path | None = None  # set when `host` is this process's local sink
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> MailConfig:
-        return cls(host=settings.smtp_host, port=settings.smtp_port, starttls=settings.smtp_starttls,
-                   username=settings.smtp_username, password=settings.smtp_password,
-                   timeout=settings.smtp_timeout, mail_from=settings.mail_from, portal_url=settings.portal_url)
-
     @property
     def domain(self) -> str:
         return parseaddr(self.mail_from)[1].rpartition("@")[2] or "icr.local"
-
-
-@contextlib.asynccontextmanager
-async def mail_server(settings: Settings) -> AsyncIterator[MailConfig]:
-    """The configured SMTP server, or (no ICR_SMTP_HOST) a local sink under the data directory."""
-    config = MailConfig.from_settings(settings)
-    if config.host:
-        log.info("smtp_server_configured", host=config.host, port=config.port, starttls=config.starttls,
-                 username=config.username)
-        yield config
-        return
-    folder = sink_folder(settings.data_dir)
-    if settings.temporal_address or settings.database_url:
-        # Real servers but no mail server: say so loudly; the digests still land somewhere.
-        log.warning("smtp_not_configured", reason="ICR_SMTP_HOST is unset: the daily digest goes to a "
-                    "local sink, not to provider users", folder=str(folder))
-    async with local_sink(folder) as (host, port):
-        log.info("smtp_sink_started", address=f"{host}:{port}", folder=str(folder))
-        yield replace(config, host=host, port=port, starttls=False, username=None, password=None, sink=folder)
 
 
 # --- the message ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import asyncpg
 import structlog
 from temporalio.client import Client
 
+from icr.keyring import codec_settings
 from icr.search_attributes import SEARCH_ATTRIBUTES, cli_type
 from icr.settings import Settings
 
@@ -99,7 +100,18 @@ async def temporal_dev_server(settings: Settings) -> AsyncIterator[tuple[str, st
             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
     for name, key in SEARCH_ATTRIBUTES.items():
         args += ["--search-attribute", f"{name}={cli_type(key)}"]
+    codec, token, _ = codec_settings(settings, embedded=True)
+    codec_server: subprocess.Popen[bytes] | None = None
     log_file = open(data / "temporal.log", "ab")
+    if codec is not None:
+        # The Web UI decodes the encrypted payloads through the codec server; the token rides
+        # in the endpoint's path, as the UI cannot add a header of its own.
+        args += ["--ui-codec-endpoint", f"http://127.0.0.1:{settings.codec_server_port}/{token}"]
+        codec_server = subprocess.Popen([sys.executable, "-m", "icr.codec_server"], stdout=log_file,
+                                        stderr=subprocess.STDOUT, start_new_session=True,
+                                        env={**os.environ, "ICR_DATA_DIR": str(data),
+                                             "ICR_UI_PORT": str(settings.ui_port),
+                                             "ICR_CODEC_PORT": str(settings.codec_server_port)})
     process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     pid_file.write_text(str(process.pid))
     try:
@@ -107,12 +119,13 @@ async def temporal_dev_server(settings: Settings) -> AsyncIterator[tuple[str, st
         log.info("temporal_dev_server_started", address=address, ui=ui_url)
         yield address, ui_url
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(process.wait, 15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        for child in (process, codec_server):
+            if child is not None and child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.to_thread(child.wait, 15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
         pid_file.unlink(missing_ok=True)
         log_file.close()
 

@@ -45,8 +45,25 @@ class Settings(BaseSettings):
     mail_from: str = Field(default="Legal Aid Agency <icr-noreply@icr.local>", validation_alias="ICR_MAIL_FROM")
     portal_url: str = Field(default="https://provider-portal.example/inactive-case-review",
                             validation_alias="ICR_PORTAL_URL")
+    # Payload encryption (AES-256-GCM): `id:base64key,...`, the first (or ICR_PAYLOAD_KEY_ID)
+    # encrypts, the others only decrypt what they wrote. Unset on the embedded default: a key
+    # is made once in the data directory. Unset with a real Temporal: refused at start unless
+    # ICR_PAYLOAD_ENCRYPTION=false says so on purpose.
+    payload_keys: SecretStr | None = Field(default=None, validation_alias="ICR_PAYLOAD_KEYS")
+    payload_key_id: str | None = Field(default=None, validation_alias="ICR_PAYLOAD_KEY_ID")
+    payload_encryption: bool = Field(default=True, validation_alias="ICR_PAYLOAD_ENCRYPTION")
+    # The codec server the Web UI decodes payloads through.
+    # Unset: the port after the Web UI's (8234 beside the embedded UI on 8233).
+    codec_port: int | None = Field(default=None, validation_alias="ICR_CODEC_PORT")
+    codec_token: SecretStr | None = Field(default=None, validation_alias="ICR_CODEC_TOKEN")
+    # The Web UI's origin(s), comma-separated; unset: the embedded UI's.
+    codec_cors_origins: str | None = Field(default=None, validation_alias="ICR_CODEC_CORS_ORIGINS")
     log_format: str = Field(default="console", validation_alias="ICR_LOG_FORMAT")  # or "json"
     log_level: str = Field(default="info", validation_alias="ICR_LOG_LEVEL")
+
+    @property
+    def codec_server_port(self) -> int:
+        return self.codec_port or self.ui_port + 1
 
     @classmethod
     def from_env(cls) -> Settings:

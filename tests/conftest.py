@@ -15,11 +15,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from icr.client import CertificateClient
+from icr.codec import EncryptionCodec, PayloadKeys, data_converter
 from icr.db.migrate import migrate
 from icr.db.store import Store
 from icr.engine import build_worker, ensure_search_attributes
@@ -29,6 +29,8 @@ from icr.settings import Settings
 from workflows.certificate import CertificateWorkflow
 
 TEMPLATE = "icr_template"
+# Every test on the time-skipping server runs with payloads encrypted, as the engine does.
+TEST_KEYS = PayloadKeys.generate("test1")
 
 
 @dataclass
@@ -90,7 +92,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server per test: time skipping is global to the server, so timers of
     another test's workflows would otherwise hold it up."""
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(EncryptionCodec(TEST_KEYS)),
         test_server_existing_path=binary("temporal-test-server"))
     await ensure_search_attributes(env.client, "default")
     yield env

@@ -127,7 +127,8 @@ class EngineEnv:
                if not k.startswith(("TEMPORAL_", "ICR_")) and k != "DATABASE_URL"}
         env.update(TEMPORAL_ADDRESS=self.temporal_address, DATABASE_URL=self.database_url,
                    ICR_TASK_QUEUE=self.task_queue, ICR_DATA_DIR=str(self.data_dir),
-                   PYTHONUNBUFFERED="1")
+                   # These tests are an outside system that holds none of the engine's keys.
+                   ICR_PAYLOAD_ENCRYPTION="false", PYTHONUNBUFFERED="1")
         return env
 
     async def starter(self, *args: str, timeout: float = 60) -> Run:

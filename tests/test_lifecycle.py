@@ -387,7 +387,6 @@ async def test_long_lived_certificate_continues_as_new_without_losing_state(engi
 
 async def test_recorded_histories_replay_deterministically(engine: Engine) -> None:
     """The workflow code replays its own histories: what a code change must keep doing."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Replayer
 
     from workflows.certificate import CertificateWorkflow
@@ -398,6 +397,6 @@ async def test_recorded_histories_replay_deterministically(engine: Engine) -> No
     await handle.signal(CertificateWorkflow.laa_decision, LaaDecisionRequest(caseworker="CW", decision="close", reason="done"))
     await handle.result()
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=[CertificateWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[CertificateWorkflow], data_converter=engine.client.data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

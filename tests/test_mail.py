@@ -28,6 +28,7 @@ from icr.db.store import Store
 from icr.engine import build_worker
 from icr.importer import import_users
 from icr.mail import MailConfig, Mailer, message_id_for, outbox_lines
+from icr.mail_setup import mail_config
 from icr.mail_sink import local_sink, stored_messages
 from icr.models import (
     DailyDigestResult,
@@ -422,7 +423,7 @@ async def test_the_server_down_then_up(time_env: WorkflowEnvironment, store: Sto
 async def test_no_smtp_server_configured_waits_and_says_so(store: Store) -> None:
     await add_user(store, "ALICE", "alice@firm.example")
     await notify(store, "300000000801", "ALICE", AT)
-    config = MailConfig.from_settings(Settings())
+    config = mail_config(Settings())
     result = await queue_and_send(store, Mailer(Outbox(store.pool), config))
     assert result.pending == ["ALICE"]
     assert "no SMTP server configured" in (await row(store, "ALICE"))["last_error"]
@@ -532,7 +533,7 @@ def test_the_smtp_password_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> No
                         "ICR_SMTP_STARTTLS": "false"}.items():
         monkeypatch.setenv(name, value)
     settings = Settings.from_env()
-    config = MailConfig.from_settings(settings)
+    config = mail_config(settings)
     assert config.password is not None and config.password.get_secret_value() == "s3cret"
     assert (config.host, config.starttls) == ("smtp.example", False)
     assert "s3cret" not in repr(settings) and "s3cret" not in repr(config)

@@ -124,7 +124,7 @@ class CertificateWorkflow:
             try:
                 transition = rules.apply_decision(self._state, request, workflow.now())
             except rules.Refused as refused:
-                workflow.logger.warning("decision refused: %s", refused.message)
+                workflow.logger.warning("decision refused: %s", refused.code)  # the audit log has the why
                 transition = rules.refuse_decision(self._state, request, refused, workflow.now())
             await self._apply(transition)
         if self._close is not None:
@@ -135,7 +135,7 @@ class CertificateWorkflow:
         now = workflow.now()
         accepted, refusals = rules.screen_events(self._state, events, now)
         for refusal in refusals:
-            workflow.logger.warning("activity event refused: %s", refusal.reason)
+            workflow.logger.warning("activity event refused (the audit log has the reason)")
             await self._run_effect(refusal)
         if not accepted:
             return

@@ -14,8 +14,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.mail_activities import MailActivities
-    from icr.models import DailyDigestResult, QueueDailyDigests, SendDailyDigests
+    from icr.models import DailyDigestResult, DigestMailResult, QueueDailyDigests, SendDailyDigests
     from icr.rules import UK
 
 DIGEST_WORKFLOW_ID = "icr-daily-digest"
@@ -38,9 +37,9 @@ class DailyDigestWorkflow:
             start_to_close_timeout=timedelta(minutes=5))
         if not workflow.patched(MAIL_PATCH):
             return DailyDigestResult(digest_date=day, queued=queued)
-        mail = await workflow.execute_activity_method(
-            MailActivities.send_daily_digests,
-            SendDailyDigests(digest_date=day, at=now, run_key=workflow.info().run_id),
+        mail = await workflow.execute_activity(
+            "send_daily_digests", SendDailyDigests(digest_date=day, at=now, run_key=workflow.info().run_id),
+            result_type=DigestMailResult,
             start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(minutes=5),
             schedule_to_close_timeout=timedelta(hours=12), retry_policy=MAIL_RETRY)
         return DailyDigestResult(digest_date=day, queued=queued, sent=mail.sent, already_sent=mail.already_sent,

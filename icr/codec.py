@@ -1,0 +1,128 @@
+"""Payload encryption: personal data (login ids, users' details, providers' messages) never
+sits in Temporal in plaintext.
+
+Every payload the engine's clients and workers write is encrypted with AES-256-GCM before it
+leaves the process, and failure messages with it (they can quote what was refused). Each
+encrypted payload names the key that encrypted it, so keys rotate without breaking old
+histories: a new key encrypts from now on, retired keys stay listed to decrypt what they
+wrote. A payload that is not encrypted (sent by a caller that has no key) is read as it is.
+Search attributes and workflow ids are not payloads: they hold no personal data by design.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+
+ENCODING = b"binary/encrypted"
+KEY_ID = "encryption-key-id"
+_NONCE_BYTES = 12
+_KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class PayloadKeyError(ValueError):
+    """The configured keys cannot be used (the message never quotes key material)."""
+
+
+@dataclass(frozen=True)
+class PayloadKeys:
+    """The keys the codec knows, by id, and the one that encrypts new payloads."""
+
+    current: str
+    keys: dict[str, bytes]
+
+    def __post_init__(self) -> None:
+        if self.current not in self.keys:
+            raise PayloadKeyError(f"the current key id {self.current!r} is not among the keys "
+                            f"({', '.join(sorted(self.keys)) or 'none'})")
+
+    @staticmethod
+    def parse(text: str, current: str | None = None) -> PayloadKeys:
+        """`id:base64key,id:base64key` (32-byte keys); the first encrypts unless `current` says."""
+        keys: dict[str, bytes] = {}
+        for n, item in enumerate((part.strip() for part in text.split(",") if part.strip()), start=1):
+            key_id, sep, encoded = item.partition(":")
+            if not sep or not _KEY_ID_PATTERN.fullmatch(key_id):
+                raise PayloadKeyError(f"key {n} is not `id:base64key` with an id of letters, digits, '.', '_' "
+                                "or '-'")
+            try:
+                key = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                raise PayloadKeyError(f"key {key_id!r} is not valid base64") from None
+            if len(key) != 32:
+                raise PayloadKeyError(f"key {key_id!r} is {len(key)} bytes; AES-256 needs 32")
+            if key_id in keys:
+                raise PayloadKeyError(f"key id {key_id!r} is listed twice")
+            keys[key_id] = key
+        if not keys:
+            raise PayloadKeyError("no key given")
+        return PayloadKeys(current or next(iter(keys)), keys)
+
+    @staticmethod
+    def generate(key_id: str = "k1") -> PayloadKeys:
+        if not _KEY_ID_PATTERN.fullmatch(key_id):
+            raise PayloadKeyError(f"key id {key_id!r} must be 1 to 64 letters, digits, '.', '_' or '-'")
+        return PayloadKeys(key_id, {key_id: AESGCM.generate_key(bit_length=256)})
+
+    def format(self) -> str:
+        """The `parse` form, current key first."""
+        ordered = [self.current, *sorted(k for k in self.keys if k != self.current)]
+        return ",".join(f"{k}:{base64.b64encode(self.keys[k]).decode()}" for k in ordered)
+
+    def __repr__(self) -> str:  # never print key material
+        return f"PayloadKeys(current={self.current!r}, ids={sorted(self.keys)!r})"
+
+
+class EncryptionCodec(PayloadCodec):
+    def __init__(self, keys: PayloadKeys) -> None:
+        self._current = keys.current
+        self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.keys.items()}
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        cipher = self._ciphers[self._current]
+        encoded = []
+        for payload in payloads:
+            nonce = os.urandom(_NONCE_BYTES)
+            # The key id is authenticated too: a payload cannot be relabelled to another key.
+            data = cipher.encrypt(nonce, payload.SerializeToString(), self._current.encode())
+            encoded.append(Payload(metadata={"encoding": ENCODING, KEY_ID: self._current.encode()},
+                                   data=nonce + data))
+        return encoded
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        decoded = []
+        for payload in payloads:
+            if payload.metadata.get("encoding") != ENCODING:
+                decoded.append(payload)  # written by a caller without a key
+                continue
+            key_id = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
+            cipher = self._ciphers.get(key_id)
+            if cipher is None:
+                raise ValueError(f"payload encrypted with key {key_id!r}, which this process does not "
+                                 "have: keep retired keys listed in ICR_PAYLOAD_KEYS")
+            try:
+                plain = cipher.decrypt(payload.data[:_NONCE_BYTES], payload.data[_NONCE_BYTES:], key_id.encode())
+            except InvalidTag:
+                raise ValueError(f"payload encrypted with key {key_id!r} failed authentication") from None
+            decoded.append(Payload.FromString(plain))
+        return decoded
+
+
+def data_converter(codec: PayloadCodec | None) -> DataConverter:
+    """The engine's converter: pydantic models as JSON, encrypted when a codec is given, and
+    failure messages encoded with the payloads."""
+    if codec is None:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec,
+                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
