@@ -29,6 +29,9 @@ async def run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if not settings.payload_encryption:
+        log.warning("payload_encryption_off", reason="ICR_PAYLOAD_ENCRYPTION=false: payloads are "
+                    "stored in Temporal in plaintext")
     async with connected(settings) as runtime, mail_server(settings) as mail:
         await ensure_digest_schedule(runtime.client, settings.task_queue)
         if runtime.services.ui_url:

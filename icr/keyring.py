@@ -37,8 +37,7 @@ def payload_keys(settings: Settings, *, embedded: bool) -> PayloadKeys | None:
     """The payload keys from settings; on the embedded default, a key made once and kept in
     the data directory. None only when encryption is switched off on purpose."""
     if not settings.payload_encryption:
-        log.warning("payload_encryption_off", reason="ICR_PAYLOAD_ENCRYPTION=false")
-        return None
+        return None  # the worker says so once at start
     text = settings.payload_keys.get_secret_value() if settings.payload_keys else None
     if text is None:
         if not embedded:
