@@ -538,7 +538,8 @@ def refuse_close(state: CertificateState, request: CloseCertificateRequest, refu
     return Transition(s, [AuditRefusal(
         case_reference=s.case_reference, refusal_key=f"{s.case_reference}-close-{s.refusals}-refused",
         actor="close_certificate", action="close_refused", reason=refused.message,
-        detail={"reason": request.reason[:200],
+        # Not "reason": that key of the audit row holds why it was refused.
+        detail={"close_reason": request.reason[:200],
                 "occurred_at": request.occurred_at.isoformat() if request.occurred_at else ""}, at=now)])
 
 
