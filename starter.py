@@ -155,11 +155,13 @@ async def cmd_respond(rt: Runtime, args: argparse.Namespace) -> int:
 
 async def cmd_decide(rt: Runtime, args: argparse.Namespace) -> int:
     certificates = _certificates(rt)
-    request = LaaDecisionRequest(caseworker=args.caseworker, decision=args.decision, reason=args.reason)
     status = await _status(certificates, args.case_reference)
     if status.open_task is None:
         raise CliError(f"certificate {args.case_reference} has no open LAA task to decide "
                        f"(stage {status.stage.value})")
+    # Names the task shown, so a task that changed meanwhile is not decided by mistake.
+    request = LaaDecisionRequest(caseworker=args.caseworker, decision=args.decision, reason=args.reason,
+                                 task_id=status.open_task.task_id)
     await certificates.decide(args.case_reference, request)
     print(f"decision {args.decision} sent for task {status.open_task.task_id} of {args.case_reference}")
     return 0

@@ -125,6 +125,8 @@ class CertificateInput(Model):
     pending_events: list[ActivityEvent] = Field(default_factory=list)
     pending_decisions: list[LaaDecisionRequest] = Field(default_factory=list)
     pending_close: CloseCertificateRequest | None = None
+    # Every close signal not yet handled (a refused one is audited, not dropped).
+    pending_closes: list[CloseCertificateRequest] = Field(default_factory=list)
     reload: bool = False
     # Continue as new after this many history events (tests set it low).
     history_limit: int | None = None
@@ -166,6 +168,8 @@ class LaaDecisionRequest(Model):
     caseworker: str = ""
     decision: str = ""
     reason: str = ""
+    # The task decided: a decision naming a task that is no longer the open one is refused.
+    task_id: str | None = None
 
 
 class ReassignContactRequest(Model):
@@ -181,10 +185,13 @@ class ReassignContactResult(Model):
 
 
 class CloseCertificateRequest(Model):
-    """`close_certificate` signal: discharged or closed elsewhere."""
+    """`close_certificate` signal: discharged or closed elsewhere.
 
-    reason: str
-    occurred_at: datetime
+    Both fields are required by the rules; the defaults only let a payload missing one
+    decode, so that it is refused with an audited reason instead of dropped by the decoder."""
+
+    reason: str = ""
+    occurred_at: datetime | None = None
 
 
 # --- registry snapshots (read from PostgreSQL by activities) ---------------------------
@@ -241,6 +248,9 @@ class OpenTask(Model):
     kind: TaskKind
     raised_at: datetime
     response: Response | None = None
+    # When the response being reviewed was given (for an exercise response, the start of the
+    # day it was reported): its follow-up year and the bills that count run from here.
+    responded_at: datetime | None = None
     # A no-response task raised while the notification is resent needs no decision to go
     # on; one raised when resending stops (exercise certificates) does.
     blocking: bool = True
@@ -251,6 +261,8 @@ class FollowUpWatch(Model):
 
     response: Response
     due_at: datetime
+    # Only a bill that happened after this (the response) counts; None: any bill.
+    since: datetime | None = None
 
 
 class Recoupment(Model):
@@ -279,6 +291,9 @@ class CertificateState(Model):
     notification_cycle: int = 0
     task: OpenTask | None = None
     follow_up: FollowUpWatch | None = None
+    # The latest `bill` activity: a bill between a "to be billed" response and the
+    # caseworker's keep-open decision still spares the follow-up.
+    last_bill_at: datetime | None = None
     exercise_response: ExerciseResponse | None = None
     on_exercise_list: bool = False
     # Monotonic counters: ids of notifications and tasks are built from them, so they are

@@ -156,8 +156,11 @@ def escalated() -> CertificateState:
 
 
 def reviewed(response: Response, at: datetime, **state_fields: object) -> CertificateState:
-    """The provider answered `response` (a billed one) at `at`: REVIEW task TASK1 open."""
-    s = notified(**state_fields)
+    """The provider answered `response` (a billed one) at `at`, three days after notification
+    ID1 was raised: REVIEW task TASK1 open."""
+    raised = at - timedelta(days=3)
+    fields: dict[str, object] = {"last_activity_at": raised - timedelta(days=608), **state_fields}
+    s = step(state(now=raised - timedelta(days=1), **fields), raised).state
     return rules.apply_response(s, RespondRequest(user_login_id=CONTACT, response=response.value), at).state
 
 

@@ -28,6 +28,10 @@ from tests.rules_builders import (
     ID1,
     LEGACY,
     N1,
+    N1_DUE,
+    N1_RETURN,
+    N2_DUE,
+    N2_RETURN,
     NEW,
     NOW,
     OTHER_FIRM,
@@ -36,6 +40,8 @@ from tests.rules_builders import (
     RESPONDED,
     RESPONSES,
     SEC,
+    TASK1,
+    TASK2,
     XO,
     decide,
     event,
@@ -43,8 +49,10 @@ from tests.rules_builders import (
     overdue,
     refused,
     registration,
+    resent,
     reviewed,
     state,
+    step,
     user,
 )
 
@@ -142,29 +150,29 @@ def test_event_id_of_200_characters_is_accepted() -> None:
 
 def test_overdue_notification_is_still_answerable() -> None:
     s = overdue()
-    assert rules.check_response(s, RespondRequest(user_login_id=CONTACT, response="case_ongoing")) == (
+    assert rules.check_response(s, RespondRequest(user_login_id=CONTACT, response="case_ongoing"), N1_DUE) == (
         Response.CASE_ONGOING
     )
 
 
 @pytest.mark.parametrize("value", RESPONSES)
 def test_every_response_value_is_accepted(value: str) -> None:
-    assert rules.check_response(notified(), RespondRequest(user_login_id=CONTACT, response=value)) == Response(value)
+    assert rules.check_response(notified(), RespondRequest(user_login_id=CONTACT, response=value), N1) == Response(value)
 
 
 @pytest.mark.parametrize("value", ["CASE_ONGOING", "Case Ongoing", "case ongoing", "close", "keep_open"])
 def test_unknown_response_is_refused(value: str) -> None:
-    error = refused(rules.check_response, notified(), RespondRequest(user_login_id=CONTACT, response=value))
+    error = refused(rules.check_response, notified(), RespondRequest(user_login_id=CONTACT, response=value), N1 + SEC)
     assert error.code == "unknown_response"
     for accepted in RESPONSES:
         assert accepted in error.message
 
 
 def test_missing_fields_of_a_response_are_named() -> None:
-    error = refused(rules.check_response, notified(), RespondRequest(user_login_id=CONTACT))
+    error = refused(rules.check_response, notified(), RespondRequest(user_login_id=CONTACT), N1 + SEC)
     assert error.code == "missing_response"
     assert all(accepted in error.message for accepted in RESPONSES)
-    error = refused(rules.check_response, notified(), RespondRequest(response="case_ongoing"))
+    error = refused(rules.check_response, notified(), RespondRequest(response="case_ongoing"), N1 + SEC)
     assert error.code == "missing_user" and "user_login_id" in error.message
 
 
@@ -184,34 +192,34 @@ def test_apply_response_refuses_unknown_response_and_notification_stays_open() -
 
 def test_message_of_2000_characters_is_accepted() -> None:
     request = RespondRequest(user_login_id=CONTACT, response="case_ongoing", message="m" * 2000)
-    assert rules.check_response(notified(), request) == Response.CASE_ONGOING
+    assert rules.check_response(notified(), request, N1) == Response.CASE_ONGOING
 
 
 def test_message_of_2001_characters_is_refused() -> None:
     request = RespondRequest(user_login_id=CONTACT, response="case_ongoing", message="m" * 2001)
-    assert refused(rules.check_response, notified(), request).code == "message_too_long"
+    assert refused(rules.check_response, notified(), request, N1 + SEC).code == "message_too_long"
 
 
 def test_response_without_open_notification_is_refused() -> None:
-    error = refused(rules.check_response, state(), RespondRequest(user_login_id=CONTACT, response="case_ongoing"))
+    error = refused(rules.check_response, state(), RespondRequest(user_login_id=CONTACT, response="case_ongoing"), N1 + SEC)
     assert error.code == "no_open_notification"
 
 
 def test_second_response_to_the_same_notification_is_refused() -> None:
     s = rules.apply_response(notified(), RespondRequest(user_login_id=CONTACT, response="complete_to_be_billed"),
                              N1 + SEC).state
-    error = refused(rules.check_response, s, RespondRequest(user_login_id=CONTACT, response="case_ongoing"))
+    error = refused(rules.check_response, s, RespondRequest(user_login_id=CONTACT, response="case_ongoing"), N1 + SEC)
     assert error.code == "no_open_notification"
 
 
 def test_response_on_closed_certificate_is_refused() -> None:
     s = rules.apply_close(notified(), CloseCertificateRequest(reason="discharged", occurred_at=N1), N1 + SEC).state
-    error = refused(rules.check_response, s, RespondRequest(user_login_id=CONTACT, response="case_ongoing"))
+    error = refused(rules.check_response, s, RespondRequest(user_login_id=CONTACT, response="case_ongoing"), N1 + SEC)
     assert error.code == "certificate_closed"
 
 
 def test_response_without_user_is_refused() -> None:
-    error = refused(rules.check_response, notified(), RespondRequest(user_login_id="  ", response="case_ongoing"))
+    error = refused(rules.check_response, notified(), RespondRequest(user_login_id="  ", response="case_ongoing"), N1 + SEC)
     assert error.code == "missing_user"
 
 
@@ -267,6 +275,32 @@ def test_unpermitted_responder_is_refused(responder: User | None, code: str) -> 
     assert s == notified()
 
 
+@pytest.mark.parametrize("roles", [("case_management",), ("case_management", "cross_office")],
+                         ids=["assigned", "cross-office"])
+def test_pre_silas_username_never_responds_itself(roles: tuple[str, ...]) -> None:
+    # Decision: a legacy login no person signs in with; Cross Office users act for it.
+    s = notified(reg=registration(contact=LEGACY))
+    error = refused(rules.authorize_response, s, user(LEGACY, *roles, pre_silas=True), LEGACY)
+    assert error.code == "pre_silas_login" and "Cross Office" in error.message
+
+
+def test_response_one_second_before_the_return_date_is_accepted() -> None:
+    request = RespondRequest(user_login_id=CONTACT, response="case_ongoing")
+    assert rules.check_response(overdue(), request, N1_RETURN - SEC) == Response.CASE_ONGOING
+
+
+@pytest.mark.parametrize("late", [timedelta(0), SEC, timedelta(days=30)], ids=["at", "after", "long-after"])
+def test_response_at_or_after_the_return_date_is_refused_by_the_rules(late: timedelta) -> None:
+    # Whether or not the return has been processed yet: the notification is still open here.
+    s = overdue()
+    assert s.notification is not None
+    request = RespondRequest(user_login_id=CONTACT, response="case_ongoing")
+    error = refused(rules.check_response, s, request, N1_RETURN + late)
+    assert error.code == "notification_returned" and ID1 in error.message
+    error = refused(rules.apply_response, s, request, N1_RETURN + late)
+    assert error.code == "notification_returned"
+
+
 def test_non_cross_office_user_may_not_respond_for_pre_silas_username() -> None:
     s = notified(reg=registration(contact=LEGACY))
     assert refused(rules.authorize_response, s, user("CM2", "case_management"), "CM2").code == "not_assigned"
@@ -307,6 +341,52 @@ def test_known_decision_is_accepted(value: str) -> None:
     assert rules.check_decision(s, LaaDecisionRequest(caseworker=CASEWORKER, decision=value)) == Decision(value)
 
 
+def test_decision_naming_the_open_task_is_accepted() -> None:
+    s = reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED)
+    request = LaaDecisionRequest(caseworker=CASEWORKER, decision="close", task_id=TASK1)
+    assert rules.check_decision(s, request) == Decision.CLOSE
+
+
+@pytest.mark.parametrize("task_id", [TASK2, "TASK-300001416143-000", ""], ids=["newer", "older", "empty"])
+def test_decision_naming_another_task_is_refused(task_id: str) -> None:
+    s = reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED)
+    request = LaaDecisionRequest(caseworker=CASEWORKER, decision="close", task_id=task_id)
+    error = refused(rules.check_decision, s, request)
+    assert error.code == "stale_task" and TASK1 in error.message
+    assert refused(rules.apply_decision, s, request, DECIDED).code == "stale_task"
+
+
+def test_a_stale_decision_never_decides_the_newer_task() -> None:
+    # TASK1 (no response) was superseded when cycle 2 returned; its stale click must not
+    # decide TASK2 (no response of cycle 2).
+    s = step(step(resent(), N2_DUE).state, N2_RETURN).state
+    assert s.task is not None and s.task.task_id == TASK2
+    request = LaaDecisionRequest(caseworker=CASEWORKER, decision="close", task_id=TASK1)
+    assert refused(rules.check_decision, s, request).code == "stale_task"
+
+
+# --- check_close -------------------------------------------------------------------------
+
+
+def test_close_with_reason_and_time_is_accepted() -> None:
+    assert rules.check_close(CloseCertificateRequest(reason="discharged", occurred_at=N1)) == N1
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [
+        (CloseCertificateRequest(), "missing_reason"),
+        (CloseCertificateRequest(reason="  ", occurred_at=N1), "missing_reason"),
+        (CloseCertificateRequest(reason="discharged"), "missing_time"),
+        (CloseCertificateRequest(reason="discharged", occurred_at=datetime(2026, 6, 1, 9, 0)), "naive_time"),
+    ],
+    ids=["empty", "blank-reason", "no-time", "naive-time"],
+)
+def test_close_missing_its_fields_is_refused(request_: CloseCertificateRequest, code: str) -> None:
+    assert refused(rules.check_close, request_).code == code
+    assert refused(rules.apply_close, notified(), request_, N1 + SEC).code == code
+
+
 # --- check_reassign / authorize_reassign -----------------------------------------------
 
 
@@ -317,6 +397,13 @@ def test_cross_office_user_may_reassign_to_a_user_of_the_firm() -> None:
     assert rules.authorize_reassign(s, REASSIGN, XO, user("NEW1", "case_management_supervisor")) is None
 
 
+@pytest.mark.parametrize("other", ["bill_preparation", "bill_supervisor", "office_manager", "case_management"])
+def test_cross_office_user_with_any_other_role_may_reassign(other: str) -> None:
+    # Decision: Cross Office extends "a user who already holds a CCMS role", any role.
+    caller = user("XO1", other, "cross_office")
+    assert rules.authorize_reassign(state(), REASSIGN, caller, NEW) is None
+
+
 @pytest.mark.parametrize(
     ("caller", "new_contact", "code"),
     [
@@ -324,15 +411,15 @@ def test_cross_office_user_may_reassign_to_a_user_of_the_firm() -> None:
         (user("XO1", "case_management", "cross_office", firm=OTHER_FIRM), NEW, "wrong_firm"),
         (user("XO1", "case_management"), NEW, "not_permitted"),
         (user("XO1", "cross_office"), NEW, "not_permitted"),
-        (user("XO1", "office_manager", "cross_office"), NEW, "not_permitted"),
+        (user("XO1", "case_management", "cross_office", pre_silas=True), NEW, "not_permitted"),
         (XO, None, "unknown_user"),
         (XO, user("NEW1", "case_management", firm=OTHER_FIRM), "wrong_firm"),
         (XO, user("NEW1", "case_management", pre_silas=True), "contact_cannot_respond"),
         (XO, user("NEW1", "bill_preparation"), "contact_cannot_respond"),
     ],
     ids=[
-        "unknown-caller", "caller-other-firm", "caller-not-cross-office", "cross-office-without-responding-role",
-        "office-manager", "unknown-contact", "contact-other-firm", "contact-pre-silas", "contact-cannot-respond",
+        "unknown-caller", "caller-other-firm", "caller-not-cross-office", "cross-office-without-another-role",
+        "caller-pre-silas", "unknown-contact", "contact-other-firm", "contact-pre-silas", "contact-cannot-respond",
     ],
 )
 def test_reassign_is_refused(caller: User | None, new_contact: User | None, code: str) -> None:

@@ -25,6 +25,7 @@ from icr.models import (
     ExerciseResponse,
     FollowUpWatch,
     IcrStage,
+    OpenTask,
     LaaDecisionRequest,
     MarkNotificationOverdue,
     NotificationStatus,
@@ -261,7 +262,8 @@ def test_at_deadline_raises_notification(policy: Policy, deadline: datetime) -> 
             due_date=deadline + timedelta(days=14),
             return_date=deadline + timedelta(days=21),
             subject="Inactive Case Please Review",
-            letter=rules.notification_letter(CASE, deadline + timedelta(days=14)),
+            letter=rules.notification_letter(CASE, deadline + timedelta(days=14), response_due=timedelta(days=14),
+                                             return_after=timedelta(days=21)),
         )
     ]
     n = t.state.notification
@@ -377,7 +379,8 @@ def test_returned_at_21_days_closes_as_no_response_raises_task_and_resends() -> 
         due_date=N2_DUE,
         return_date=N2_RETURN,
         subject="Inactive Case Please Review",
-        letter=rules.notification_letter(CASE, N2_DUE),
+        letter=rules.notification_letter(CASE, N2_DUE, response_due=timedelta(days=14),
+                                         return_after=timedelta(days=21)),
     )
     s = t.state
     assert s.task is not None
@@ -713,7 +716,7 @@ def test_keep_open_restarts_the_clock_from_the_decision() -> None:
 @pytest.mark.parametrize("response", BILLED)
 def test_keep_open_on_billed_review_sets_follow_up_at_end_of_financial_year(response: Response) -> None:
     t = decide(reviewed(response, RESPONDED), "keep_open")
-    assert t.state.follow_up == FollowUpWatch(response=response, due_at=FY_END_2027)
+    assert t.state.follow_up == FollowUpWatch(response=response, due_at=FY_END_2027, since=RESPONDED)
     assert t.state.follow_up.due_at.astimezone(UTC) == datetime(2027, 3, 31, 23, 0, tzinfo=UTC)
     assert t.state.clock_from == DECIDED
     assert t.state.stage == IcrStage.ACTIVE
@@ -939,3 +942,287 @@ def test_exercise_response_is_used_once_and_the_certificate_is_never_resent() ->
     assert returned.state.task is not None and returned.state.task.blocking is True
     assert returned.state.notification is None
     assert returned.state.stage == IcrStage.LAA_REVIEW
+
+
+# --- an exercise response imported while a notification is open ------------------------
+
+REPORTED = date(2024, 1, 31)
+REPORTED_FROM = datetime(2024, 1, 31, 0, 0, tzinfo=UTC)  # 00:00 GMT on the day reported
+FY_END_2024 = datetime(2024, 3, 31, 23, 0, tzinfo=UTC)  # 00:00 BST on 1 April 2024
+EXERCISE_KEY = "300001416143-exercise"
+
+
+def with_exercise(s: CertificateState, response: Response, at: datetime) -> CertificateState:
+    """The exercise list is imported at `at`: the workflow reloads the registry."""
+    ex = ExerciseResponse(case_reference=CASE, response=response, reported_on=REPORTED)
+    t = rules.load(s, snapshot(exercise_response=ex), at)
+    assert t.effects == []
+    return t.state
+
+
+def test_exercise_imported_mid_notice_answers_the_open_notification_at_once() -> None:
+    at = N1 + timedelta(days=2)
+    t = step(with_exercise(notified(), Response.CASE_ONGOING, at), at)
+    assert t.effects == [
+        ClaimExerciseResponse(case_reference=CASE, claim_key=EXERCISE_KEY, at=at),
+        RecordResponse(case_reference=CASE, response_key=EXERCISE_KEY, notification_id=ID1,
+                       response=Response.CASE_ONGOING, message=None, responded_by=EXERCISE_ACTOR, at=at),
+    ]
+    s = t.state
+    assert s.notification is None and s.on_exercise_list and s.exercise_response is None
+    assert s.clock_from == at and s.notification_cycle == 0 and s.stage == IcrStage.ACTIVE
+    # Never chased: nothing more until the next deadline.
+    assert rules.next_step(s, at) == Wait(at + timedelta(days=608))
+
+
+def test_exercise_imported_at_the_return_date_answers_instead_of_a_return() -> None:
+    # Both fall at the same moment: the report predates the return, the provider is not chased.
+    t = step(with_exercise(overdue(), Response.COMPLETE_TO_BE_BILLED, N1_RETURN), N1_RETURN)
+    assert [type(e) for e in t.effects] == [ClaimExerciseResponse, RecordResponse, RaiseTask]
+    assert t.effects[1].notification_id == ID1  # type: ignore[union-attr]
+    task = t.effects[2]
+    assert isinstance(task, RaiseTask) and (task.task_kind, task.notification_id) == (TaskKind.REVIEW, ID1)
+    assert t.state.notifications_raised == 1 and t.state.stage == IcrStage.LAA_REVIEW
+
+
+def test_exercise_imported_after_a_resend_answers_it_and_supersedes_the_no_response_task() -> None:
+    at = N1_RETURN + timedelta(days=1)
+    t = step(with_exercise(resent(), Response.COMPLETE_NO_BILL_DUE, at), at)
+    claim, record, superseded, closed = t.effects
+    assert isinstance(record, RecordResponse) and record.notification_id == ID2
+    assert superseded == CloseTask(case_reference=CASE, task_id=TASK1, decision=None, decided_by="engine",
+                                   reason="superseded: exercise response applied", at=at)
+    assert closed == CloseCertificate(case_reference=CASE, recoupment_id=RCP, recoup=True,
+                                      reason="Case Complete No Bill Due", actor=EXERCISE_ACTOR, at=at)
+    assert t.state.stage == IcrStage.CLOSED
+
+
+def test_exercise_imported_while_a_task_blocks_waits_until_due() -> None:
+    s = with_exercise(escalated(), Response.CASE_ONGOING, N3_RETURN + SEC)
+    assert rules.next_step(s, N3_RETURN + SEC) == Wait(None)
+    assert s.exercise_response is not None and not s.on_exercise_list
+
+
+# --- stale events close nothing ---------------------------------------------------------
+
+
+def test_stale_event_moves_the_deadline_but_closes_nothing() -> None:
+    now = N1 + timedelta(days=2)
+    stale_at = now - timedelta(days=608)  # its own deadline is exactly now: already passed
+    t = rules.apply_events(notified(), [event("EV-LATE", "amendment", stale_at)], now)
+    assert t.effects == []
+    assert t.state.notification is not None and t.state.notification.notification_id == ID1
+    assert t.state.notification_cycle == 1
+    assert t.state.clock_from == stale_at and t.state.last_activity_at == stale_at
+    assert rules.inactivity_deadline(t.state) == now
+    assert t.state.stage == IcrStage.AWAITING_RESPONSE
+
+
+def test_event_one_second_short_of_stale_closes_the_notification() -> None:
+    now = N1 + timedelta(days=2)
+    fresh_at = now - timedelta(days=608) + SEC
+    t = rules.apply_events(notified(), [event("EV-JUST", "amendment", fresh_at)], now)
+    assert t.effects == [CloseNotification(case_reference=CASE, notification_id=ID1,
+                                           status=NotificationStatus.ACTIVITY_RECORDED, at=now)]
+    assert t.state.notification_cycle == 0
+
+
+def test_stale_events_never_put_off_the_escalation() -> None:
+    s = resent()  # cycle 2, TASK1 (no response) open
+    for i, now in enumerate([N2_DUE - SEC, N2_RETURN - SEC]):
+        late = now - timedelta(days=608)  # newer than any before it, its own deadline already passed
+        s = rules.apply_events(s, [event(f"EV-{i}", "bill", late)], now).state
+        assert s.clock_from == late
+        assert s.notification_cycle == 2 and s.task is not None and s.task.task_id == TASK1
+    s = step(step(s, N2_DUE).state, N2_RETURN).state
+    s = step(step(s, N3_DUE).state, N3_RETURN).state
+    assert s.task is not None and s.task.kind == TaskKind.ESCALATION and s.stage == IcrStage.ESCALATED
+
+
+def test_registry_reporting_stale_newer_activity_closes_nothing() -> None:
+    now = N1 + timedelta(days=2)
+    stale_at = now - timedelta(days=608)  # newer than LAST, yet its own deadline is now
+    t = rules.load(notified(), snapshot(last_activity_at=stale_at), now)
+    assert t.effects == [] and t.state.notification is not None and t.state.clock_from == stale_at
+
+
+# --- a bill between the response and the decision ---------------------------------------
+
+
+@pytest.mark.parametrize("when", [RESPONDED + SEC, DECIDED - SEC], ids=["just-after-response", "just-before-decision"])
+def test_bill_before_the_decision_spares_the_follow_up(when: datetime) -> None:
+    s = reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED)
+    s = rules.apply_events(s, [event("EV-BILL", "bill", when)], when).state
+    t = decide(s, "keep_open")
+    assert t.state.follow_up is None
+    assert rules.next_step(t.state, FY_END_2027) == Wait(DECIDED + timedelta(days=608))
+
+
+@pytest.mark.parametrize("when", [RESPONDED, RESPONDED - timedelta(days=30)], ids=["at-response", "before"])
+def test_bill_not_after_the_response_does_not_count(when: datetime) -> None:
+    s = reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED)
+    s = rules.apply_events(s, [event("EV-BILL", "bill", when)], RESPONDED + SEC).state
+    s = decide(s, "keep_open").state
+    assert s.follow_up == FollowUpWatch(response=Response.COMPLETE_TO_BE_BILLED, due_at=FY_END_2027,
+                                        since=RESPONDED)
+    # reported after the decision, still dated before the response: no bill since the response
+    late = rules.apply_events(s, [event("EV-OLD-BILL", "bill", RESPONDED - SEC)], DECIDED + SEC).state
+    assert late.follow_up is not None
+
+
+# --- a late registration carries on the review -----------------------------------------
+
+
+def test_registration_closes_the_registration_missing_task_and_the_review_carries_on() -> None:
+    s = step(state(reg=None), DUE_608).state
+    assert s.task is not None and s.task.kind == TaskKind.REGISTRATION_MISSING
+    at = DUE_608 + timedelta(days=3)
+    t = rules.load(s, snapshot(reg=registration(contact="NEWCONTACT")), at)
+    assert t.effects == [CloseTask(case_reference=CASE, task_id=TASK1, decision=None, decided_by="engine",
+                                   reason="registered", at=at)]
+    assert t.state.task is None and t.state.stage == IcrStage.ACTIVE
+    (raised,) = step(t.state, at).effects  # due: notified at once, to the imported contact
+    assert isinstance(raised, RaiseNotification)
+    assert (raised.notification_id, raised.assigned_to, raised.date_assigned) == (ID1, "NEWCONTACT", at)
+
+
+def test_registration_before_the_deadline_raises_no_task() -> None:
+    s = state(reg=None)
+    t = rules.load(s, snapshot(), DUE_608 - SEC)
+    assert t.effects == [] and rules.next_step(t.state, DUE_608 - SEC) == Wait(DUE_608)
+
+
+def test_registration_leaves_another_task_alone() -> None:
+    s = step(state(reg=None), DUE_608).state
+    assert s.task is not None
+    s.task = s.task.model_copy(update={"kind": TaskKind.ESCALATION})
+    t = rules.load(s, snapshot(), DUE_608 + SEC)
+    assert t.effects == [] and t.state.task == s.task
+
+
+# --- closed while unregistered stays closed --------------------------------------------
+
+
+def test_a_review_restarted_for_a_certificate_closed_unregistered_closes_at_once() -> None:
+    # The registry reports it closed: no task is raised, whatever events come.
+    s = rules.load(rules.initial_state(CASE), snapshot(reg=None, closed=True, last_activity_at=None), NOW).state
+    s = rules.apply_events(s, [event("EV-LATE", "application", NOW - timedelta(days=700))], NOW).state
+    assert s.stage == IcrStage.CLOSED and rules.next_step(s, NOW) == Wait(None)
+    assert s.tasks_raised == 0 and s.task is None
+
+
+# --- stale decisions ---------------------------------------------------------------------
+
+
+def test_refused_stale_decision_is_audited_with_the_task_it_named() -> None:
+    s = step(step(resent(), N2_DUE).state, N2_RETURN).state  # TASK2 open
+    request = LaaDecisionRequest(caseworker=CASEWORKER, decision="close", task_id=TASK1)
+    error = refused(rules.apply_decision, s, request, N2_RETURN + SEC)
+    t = rules.refuse_decision(s, request, error, N2_RETURN + SEC)
+    (audit,) = t.effects
+    assert isinstance(audit, AuditRefusal) and audit.detail == {"decision": "close", "task_id": TASK1}
+    assert t.state.task == s.task and t.state.closed_at is None
+
+
+# --- the exercise follow-up year ----------------------------------------------------------
+
+
+def exercise_reviewed(*bills: datetime) -> CertificateState:
+    """On the exercise list with "to be billed" reported on 31 January 2024; applied when due."""
+    ex = ExerciseResponse(case_reference=CASE, response=Response.COMPLETE_TO_BE_BILLED, reported_on=REPORTED)
+    s = state(exercise_response=ex)
+    s = rules.apply_events(s, [event(f"EV-B{i}", "bill", at) for i, at in enumerate(bills)], LOADED_AT).state
+    return step(s, DUE_608).state
+
+
+def test_exercise_review_counts_from_the_day_reported() -> None:
+    s = exercise_reviewed()
+    assert s.task is not None and s.task.responded_at == REPORTED_FROM
+
+
+def test_exercise_kept_open_with_no_bill_since_the_report_is_followed_up_at_once() -> None:
+    t = decide(exercise_reviewed(), "keep_open")
+    assert t.state.follow_up == FollowUpWatch(response=Response.COMPLETE_TO_BE_BILLED, due_at=FY_END_2024,
+                                              since=REPORTED_FROM)
+    (task,) = step(t.state, DECIDED).effects
+    assert isinstance(task, RaiseTask) and (task.task_kind, task.task_id, task.at) == (
+        TaskKind.FOLLOW_UP, TASK2, DECIDED)
+
+
+@pytest.mark.parametrize("bill_at", [REPORTED_FROM, REPORTED_FROM - timedelta(days=10)], ids=["at-report", "before"])
+def test_exercise_bill_not_after_the_report_does_not_count(bill_at: datetime) -> None:
+    s = decide(exercise_reviewed(bill_at), "keep_open").state
+    assert s.follow_up is not None and s.follow_up.due_at == FY_END_2024
+
+
+@pytest.mark.parametrize("bill_at", [REPORTED_FROM + SEC, datetime(2024, 6, 1, tzinfo=UTC)], ids=["just-after", "later"])
+def test_exercise_bill_after_the_report_spares_the_follow_up(bill_at: datetime) -> None:
+    s = decide(exercise_reviewed(bill_at), "keep_open").state
+    assert s.follow_up is None
+
+
+# --- one open task at a time ---------------------------------------------------------------
+
+
+def kept_open_then_shortened() -> CertificateState:
+    """Kept open on 1 December 2026 (follow-up due 1 April 2027); a 100-day policy then makes
+    the certificate due on 11 March 2027: notification ID2 open over 1 April."""
+    s = decide(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED), "keep_open").state
+    short = POLICY_608.model_copy(update={"version": 3, "inactivity_days": 100})
+    s = rules.load(s, snapshot(policy=short), DECIDED + SEC).state
+    (raised,) = step(s, DECIDED + timedelta(days=100)).effects
+    assert isinstance(raised, RaiseNotification) and raised.notification_id == ID2
+    return step(s, DECIDED + timedelta(days=100)).state
+
+
+def test_follow_up_due_while_a_notification_is_open_waits() -> None:
+    s = kept_open_then_shortened()
+    assert s.notification is not None
+    n = step(s, s.notification.due_date).state  # overdue
+    assert rules.next_step(n, FY_END_2027) == Wait(s.notification.return_date)
+    assert n.task is None and n.follow_up is not None
+
+
+def test_follow_up_waiting_on_a_notification_is_raised_once_it_is_answered() -> None:
+    s = kept_open_then_shortened()
+    t = rules.apply_response(s, RespondRequest(user_login_id=CONTACT, response="case_ongoing"), FY_END_2027 + SEC)
+    assert t.state.task is None
+    (task,) = step(t.state, FY_END_2027 + SEC).effects
+    assert isinstance(task, RaiseTask) and task.task_kind == TaskKind.FOLLOW_UP
+
+
+def test_follow_up_waiting_on_an_escalation_is_raised_after_the_decision() -> None:
+    s = escalated().model_copy(update={"follow_up": FollowUpWatch(
+        response=Response.COMPLETE_TO_BE_BILLED, due_at=N3_RETURN - timedelta(days=1), since=N1)})
+    assert rules.next_step(s, N3_RETURN + SEC) == Wait(None)  # the escalation is open: it waits
+    s = decide(s, "keep_open", now=N3_RETURN + timedelta(days=1)).state
+    (task,) = step(s, N3_RETURN + timedelta(days=1)).effects
+    assert isinstance(task, RaiseTask) and (task.task_kind, task.task_id) == (TaskKind.FOLLOW_UP, "TASK-300001416143-004")
+
+
+def test_a_new_billed_review_replaces_a_waiting_follow_up() -> None:
+    s = kept_open_then_shortened()
+    answered = FY_END_2027 + SEC
+    s = rules.apply_response(s, RespondRequest(user_login_id=CONTACT, response="complete_costs_negotiated"),
+                             answered).state
+    assert s.task is not None and s.task.kind == TaskKind.REVIEW
+    s = rules.apply_events(s, [event("EV-BILL", "bill", answered + SEC)], answered + SEC).state
+    s = decide(s, "keep_open", now=answered + timedelta(days=1)).state
+    assert s.follow_up is None
+    assert isinstance(rules.next_step(s, answered + timedelta(days=1)), Wait)
+
+
+def test_raising_a_task_closes_the_open_one_first_with_its_reason() -> None:
+    # A blocking task alongside an open notification (as an older engine could leave it): the
+    # return never overwrites it unseen.
+    s = overdue().model_copy(update={"task": OpenTask(task_id="TASK-300001416143-009", kind=TaskKind.FOLLOW_UP,
+                                              raised_at=N1, response=Response.COMPLETE_TO_BE_BILLED),
+                             "tasks_raised": 9})
+    t = step(s, N1_RETURN)
+    closed_n, superseded, raised, resend = t.effects
+    assert isinstance(closed_n, CloseNotification)
+    assert superseded == CloseTask(case_reference=CASE, task_id="TASK-300001416143-009", decision=None,
+                                   decided_by="engine", reason="superseded by TASK-300001416143-010 (no_response)",
+                                   at=N1_RETURN)
+    assert isinstance(raised, RaiseTask) and raised.task_id == "TASK-300001416143-010"
+    assert isinstance(resend, RaiseNotification)

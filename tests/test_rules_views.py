@@ -6,7 +6,7 @@ No clock, no I/O: builders and fixed instants are in tests/rules_builders.py.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -35,6 +35,7 @@ from tests.rules_builders import (
     N1_DUE,
     N1_RETURN,
     N2_DUE,
+    POLICY_608,
     RESPONDED,
     TASK1,
     close,
@@ -52,10 +53,15 @@ from tests.rules_builders import (
 # --- the notification letter -----------------------------------------------------------
 
 
+DEFAULT_PERIODS = {"response_due": timedelta(days=14), "return_after": timedelta(days=21)}
+
+
 def test_notification_letter_shows_due_date_in_uk_time_and_the_five_responses() -> None:
-    letter = rules.notification_letter(CASE, datetime(2026, 5, 31, 23, 30, tzinfo=UTC))  # 00:30 BST, 1 June
+    letter = rules.notification_letter(CASE, datetime(2026, 5, 31, 23, 30, tzinfo=UTC),  # 00:30 BST, 1 June
+                                       **DEFAULT_PERIODS)
     assert "300001416143" in letter
     assert "01 June 2026" in letter
+    assert "within 14 days, by 01 June 2026" in letter and "within 21 days the case" in letter
     for label in ["Case Ongoing", "Case Complete to be Billed", "Case Complete Costs Negotiated",
                   "Case Complete Court Assessment", "Case Complete No Bill Due"]:
         assert label in letter
@@ -65,13 +71,32 @@ def test_notification_effect_carries_the_subject_and_the_letter_with_its_own_due
     (raised,) = step(state(), N1).effects
     assert isinstance(raised, RaiseNotification)
     assert raised.subject == "Inactive Case Please Review"
-    assert raised.letter == rules.notification_letter(CASE, N1_DUE)
+    assert raised.letter == rules.notification_letter(CASE, N1_DUE, **DEFAULT_PERIODS)
     assert "Certificate 300001416143 has had no recorded activity" in raised.letter
-    assert "Please tell us by 31 May 2026 " in raised.letter
+    assert "Please tell us within 14 days, by 31 May 2026, whether" in raised.letter
     resend = step(overdue(), N1_RETURN).effects[-1]
     assert isinstance(resend, RaiseNotification)
     assert resend.subject == "Inactive Case Please Review"
-    assert "Please tell us by 21 June 2026 " in resend.letter
+    assert "Please tell us within 14 days, by 21 June 2026, whether" in resend.letter
+
+
+def test_the_letter_states_the_response_periods_of_the_policy_in_force() -> None:
+    policy = POLICY_608.model_copy(update={"response_due": timedelta(days=10), "return_after": timedelta(days=30)})
+    (raised,) = step(state(policy=policy), N1).effects
+    assert isinstance(raised, RaiseNotification)
+    assert "Please tell us within 10 days, by 27 May 2026, whether" in raised.letter
+    assert "If we do not hear from you within 30 days the case" in raised.letter
+    assert "14 days" not in raised.letter and "21 days" not in raised.letter
+
+
+@pytest.mark.parametrize(
+    ("period", "words"),
+    [(timedelta(days=14), "14 days"), (timedelta(days=1), "1 day"), (timedelta(hours=36), "36 hours"),
+     (timedelta(hours=1), "1 hour"), (timedelta(seconds=20), "20 seconds"), (timedelta(minutes=2), "2 minutes"),
+     (timedelta(seconds=90), "90 seconds")],
+)
+def test_policy_periods_in_words(period: timedelta, words: str) -> None:
+    assert rules.period_in_words(period) == words
 
 
 # --- stage_of, search_attributes, status_of --------------------------------------------

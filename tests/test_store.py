@@ -68,6 +68,7 @@ GRANTED = date(2020, 1, 6)
 ALL_TABLES = {
     "users", "certificates", "activity_ledger", "notifications", "laa_tasks", "recoupments",
     "policy_versions", "exercise_responses", "audit_log", "email_digests", "schema_migrations",
+    "closed_certificates",
 }
 RESPONSE_LABELS = [
     "Case Ongoing",
@@ -125,7 +126,7 @@ def raise_step(n: int = 1, at: datetime = T0, ref: str = REF) -> RaiseNotificati
         case_reference=ref, notification_id=f"{ref}-n{n}", cycle=n, provider_firm_id=FIRM,
         assigned_to="CASEWORKER1", date_assigned=at, due_date=at + 14 * DAY,
         return_date=at + 21 * DAY, subject=NOTIFICATION_SUBJECT,
-        letter=notification_letter(ref, at + 14 * DAY))
+        letter=notification_letter(ref, at + 14 * DAY, response_due=14 * DAY, return_after=21 * DAY))
 
 
 @pytest.fixture
@@ -147,14 +148,14 @@ async def test_migrations_build_the_schema_from_an_empty_database(postgres: Post
             before = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
             assert before == []
 
-            assert await migrate(conn) == [1, 2, 4]
+            assert await migrate(conn) == [1, 2, 3, 4]
             tables = {r["tablename"] for r in await conn.fetch(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
             assert tables == ALL_TABLES
 
             applied = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
             assert [(r["version"], r["name"]) for r in applied] == [
-                (1, "001_initial.sql"), (2, "002_email_digests.sql"), (4, "004_mail.sql")]
+                (1, "001_initial.sql"), (2, "002_email_digests.sql"), (3, "003_rules.sql"), (4, "004_mail.sql")]
 
             # Nothing is re-applied (a re-run of 001 would fail on CREATE TABLE anyway).
             assert await migrate(conn) == []
@@ -474,6 +475,28 @@ async def test_close_certificate_unregistered_returns_none(store: Store, acts: C
     assert [k for k, _, _ in await audit_keys(store, REF2)] == [f"{REF2}-closed"]
 
 
+async def test_closed_while_unregistered_stays_closed_in_the_registry(
+        store: Store, acts: CertificateActivities) -> None:
+    assert (await store.load_certificate(REF2, T0)).closed is False
+    await twice(acts.close_certificate, close_step(REF2, at=T0))
+    await ActivityEnvironment().run(acts.close_certificate, close_step(REF2, at=T1))  # a late retry
+    row = await store.closed_unregistered_row(REF2)
+    assert row is not None and (row["closed_at"], row["closed_reason"], row["closed_by"]) == (
+        T0, "Case complete, no bill due", "LAA-CW1")
+    snap = await store.load_certificate(REF2, T1)
+    assert snap.closed is True and snap.registration is None
+    # A later import neither registers nor reopens it.
+    result = await store.upsert_certificate(REF2, registration(), None, Decimal("0.00"), Decimal("0.00"),
+                                            "import", T2)
+    assert result.status == "closed"
+    assert await store.certificate_row(REF2) is None
+    assert (await store.load_certificate(REF2, T2)).closed is True
+    # A registered certificate closes in its own row, not here.
+    await register(store)
+    await store.close_certificate(close_step(REF))
+    assert await store.closed_unregistered_row(REF) is None
+
+
 async def test_update_contact_twice_reassigns_once(store: Store, acts: CertificateActivities) -> None:
     await register(store, contact="CASEWORKER1")
     step = UpdateContact(case_reference=REF, new_contact_login_id="CASEWORKER2", actor="CROSSOFFICE1", at=T0)
@@ -497,6 +520,41 @@ async def test_update_contact_twice_reassigns_once(store: Store, acts: Certifica
     assert len(await audit_keys(store, REF)) == 3
     assert (await audit_row(store, f"{REF}-contact-{T1.isoformat()}-CASEWORKER3"))["detail"] == {
         "from": "CASEWORKER2", "to": "CASEWORKER3"}
+
+
+async def test_reimporting_the_same_contact_does_not_undo_a_reassignment(store: Store) -> None:
+    await register(store, contact="CASEWORKER1")
+    await store.update_contact(UpdateContact(case_reference=REF, new_contact_login_id="CASEWORKER2",
+                                             actor="CROSSOFFICE1", at=T0))
+
+    async def contacts() -> tuple[str, str]:
+        cert = await store.certificate_row(REF)
+        return cert["provider_contact_login"], cert["imported_contact_login"]
+
+    # The same file again: unchanged, the reassignment stands.
+    same = (REF, registration("CASEWORKER1"), None, Decimal("0.00"), Decimal("0.00"), "import")
+    assert (await store.upsert_certificate(*same, T1)).status == "unchanged"
+    assert await contacts() == ("CASEWORKER2", "CASEWORKER1")
+    # Another change in the row, same contact: updated, the reassignment still stands.
+    other = (REF, registration("CASEWORKER1", office="9Z999Z"), None, Decimal("0.00"), Decimal("0.00"), "import")
+    assert (await store.upsert_certificate(*other, T1 + DAY)).status == "updated"
+    assert await contacts() == ("CASEWORKER2", "CASEWORKER1")
+    # CCMS names a different contact: that one is taken.
+    ccms = (REF, registration("CASEWORKER3", office="9Z999Z"), None, Decimal("0.00"), Decimal("0.00"), "import")
+    assert (await store.upsert_certificate(*ccms, T2)).status == "updated"
+    assert await contacts() == ("CASEWORKER3", "CASEWORKER3")
+    assert (await audit_row(store, f"certificate-{REF}-{T2.isoformat()}"))["detail"] == {
+        "provider_contact_login": {"from": "CASEWORKER2", "to": "CASEWORKER3"},
+        "imported_contact_login": {"from": "CASEWORKER1", "to": "CASEWORKER3"}}
+
+
+async def test_a_row_from_before_the_imported_contact_counts_its_contact_as_imported(store: Store) -> None:
+    await register(store, contact="CASEWORKER1")
+    await store.pool.execute("UPDATE certificates SET imported_contact_login = NULL")  # as before 003
+    same = (REF, registration("CASEWORKER1"), None, Decimal("0.00"), Decimal("0.00"), "import")
+    assert (await store.upsert_certificate(*same, T1)).status == "updated"  # records what was imported
+    cert = await store.certificate_row(REF)
+    assert (cert["provider_contact_login"], cert["imported_contact_login"]) == ("CASEWORKER1", "CASEWORKER1")
 
 
 async def test_audit_refusal_twice_audits_once(store: Store, acts: CertificateActivities) -> None:
@@ -662,7 +720,7 @@ async def test_upsert_certificate_imports_then_unchanged_then_updated(store: Sto
     assert imported["detail"] == {
         "provider_firm_id": FIRM, "office_code": "2L847Q", "provider_contact_login": "CASEWORKER1",
         "granted_on": "2020-01-06", "last_activity_at": str(last), "poa_paid": "1500.00",
-        "poa_recouped": "500.00"}
+        "poa_recouped": "500.00", "imported_contact_login": "CASEWORKER1"}
 
     # The same input (the amount written differently) is unchanged.
     assert (await store.upsert_certificate(*args, T0)).status == "unchanged"

@@ -66,7 +66,9 @@ class CertificateWorkflow:
         self._state = input.state or rules.initial_state(input.case_reference)
         self._events: list[ActivityEvent] = list(input.pending_events)
         self._decisions: list[LaaDecisionRequest] = list(input.pending_decisions)
-        self._close: CloseCertificateRequest | None = input.pending_close
+        # Every close signal, in order: a refused one is audited and the next one still counts.
+        self._closes: list[CloseCertificateRequest] = list(input.pending_closes) or (
+            [input.pending_close] if input.pending_close else [])
         self._reload = input.state is None or input.reload
         self._changed = False
         self._lock = asyncio.Lock()
@@ -108,7 +110,7 @@ class CertificateWorkflow:
         return rules.status_of(self._state)
 
     def _has_work(self) -> bool:
-        return bool(self._events or self._decisions or self._close or self._reload or self._changed)
+        return bool(self._events or self._decisions or self._closes or self._reload or self._changed)
 
     async def _handle_messages(self) -> None:
         if self._reload:
@@ -127,9 +129,14 @@ class CertificateWorkflow:
                 workflow.logger.warning("decision refused: %s", refused.code)  # the audit log has the why
                 transition = rules.refuse_decision(self._state, request, refused, workflow.now())
             await self._apply(transition)
-        if self._close is not None:
-            close_request, self._close = self._close, None
-            await self._apply(rules.apply_close(self._state, close_request, workflow.now()))
+        while self._closes and self._state.closed_at is None:
+            close_request = self._closes.pop(0)
+            try:
+                transition = rules.apply_close(self._state, close_request, workflow.now())
+            except rules.Refused as refused:
+                workflow.logger.warning("close refused: %s", refused.message)
+                transition = rules.refuse_close(self._state, close_request, refused, workflow.now())
+            await self._apply(transition)
 
     async def _record_events(self, events: list[ActivityEvent]) -> None:
         now = workflow.now()
@@ -190,7 +197,7 @@ class CertificateWorkflow:
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._lock.locked())
         workflow.continue_as_new(CertificateInput(
             case_reference=self._state.case_reference, state=self._state,
-            pending_events=self._events, pending_decisions=self._decisions, pending_close=self._close,
+            pending_events=self._events, pending_decisions=self._decisions, pending_closes=self._closes,
             reload=self._reload, history_limit=input.history_limit))
 
     # --- messages (the public contract) ----------------------------------------------------
@@ -205,8 +212,7 @@ class CertificateWorkflow:
 
     @workflow.signal(name="close_certificate")
     def close_certificate(self, request: CloseCertificateRequest) -> None:
-        if self._close is None:
-            self._close = request
+        self._closes.append(request)
 
     @workflow.signal(name="registration_updated")
     def registration_updated(self) -> None:
@@ -227,7 +233,7 @@ class CertificateWorkflow:
         users = await self._users([request.user_login_id])
         async with self._lock:
             try:
-                response = rules.check_response(self._state, request)
+                response = rules.check_response(self._state, request, workflow.now())
                 rules.authorize_response(self._state, users.get(request.user_login_id), request.user_login_id)
             except rules.Refused as refused:
                 raise _refusal(refused) from None
@@ -240,7 +246,7 @@ class CertificateWorkflow:
     @respond.validator
     def _validate_respond(self, request: RespondRequest) -> None:
         try:
-            rules.check_response(self._state, request)
+            rules.check_response(self._state, request, workflow.now())
         except rules.Refused as refused:
             raise _refusal(refused) from None
 

@@ -103,6 +103,8 @@ class Store:
             exercise = await conn.fetchrow(
                 "SELECT * FROM exercise_responses WHERE case_reference = $1 AND claimed_at IS NULL",
                 case_reference)
+            closed_unregistered = await conn.fetchval(
+                "SELECT true FROM closed_certificates WHERE case_reference = $1", case_reference)
             policy, next_at = await self._policy_in_force(conn, at)
         registration = None
         if cert is not None:
@@ -115,7 +117,7 @@ class Store:
             case_reference=case_reference,
             registration=registration,
             last_activity_at=latest,
-            closed=cert is not None and cert["closed_at"] is not None,
+            closed=bool(closed_unregistered) or (cert is not None and cert["closed_at"] is not None),
             exercise_response=None if exercise is None else ExerciseResponse(
                 case_reference=case_reference, response=Response(exercise["response"]),
                 reported_on=exercise["reported_on"]),
@@ -130,6 +132,11 @@ class Store:
 
     async def certificate_row(self, case_reference: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow("SELECT * FROM certificates WHERE case_reference = $1",
+                                        case_reference)
+
+    async def closed_unregistered_row(self, case_reference: str) -> asyncpg.Record | None:
+        """A certificate closed while it was not registered (kept closed all the same)."""
+        return await self.pool.fetchrow("SELECT * FROM closed_certificates WHERE case_reference = $1",
                                         case_reference)
 
     async def notifications_of(self, case_reference: str) -> list[asyncpg.Record]:
@@ -275,6 +282,11 @@ class Store:
                 await conn.execute(
                     """UPDATE certificates SET closed_at = $2, closed_reason = $3, updated_at = $2
                        WHERE case_reference = $1""", step.case_reference, step.at, step.reason)
+            elif cert is None:  # closed while unregistered: the registry keeps it closed all the same
+                await conn.execute(
+                    """INSERT INTO closed_certificates (case_reference, closed_at, closed_reason, closed_by)
+                       VALUES ($1, $2, $3, $4) ON CONFLICT (case_reference) DO NOTHING""",
+                    step.case_reference, step.at, step.reason, step.actor)
             existing = await conn.fetchval(
                 "SELECT amount FROM recoupments WHERE recoupment_id = $1", step.recoupment_id)
             if existing is not None:
@@ -362,20 +374,32 @@ class Store:
                                       case_reference)
             if old is not None and old["closed_at"] is not None:
                 return Upserted("closed")
+            if old is None and await conn.fetchval(
+                    "SELECT true FROM closed_certificates WHERE case_reference = $1", case_reference):
+                return Upserted("closed")  # closed while unregistered: registering it reopens nothing
+            imported = registration.provider_contact_login
+            contact = imported
+            if old is not None:
+                # A reassignment made in the engine stands until CCMS itself names another contact.
+                last_imported = old["imported_contact_login"] or old["provider_contact_login"]
+                if imported == last_imported:
+                    contact = old["provider_contact_login"]
             new = {"provider_firm_id": registration.provider_firm_id, "office_code": registration.office_code,
-                   "provider_contact_login": registration.provider_contact_login,
+                   "provider_contact_login": contact,
                    "granted_on": registration.granted_on, "last_activity_at": last_activity_at,
-                   "poa_paid": poa_paid, "poa_recouped": poa_recouped}
+                   "poa_paid": poa_paid, "poa_recouped": poa_recouped, "imported_contact_login": imported}
             if old is not None and all(old[k] == v for k, v in new.items()):
                 return Upserted("unchanged")
             await conn.execute(
                 """INSERT INTO certificates (case_reference, provider_firm_id, office_code, provider_contact_login,
-                       granted_on, last_activity_at, poa_paid, poa_recouped, registered_at, updated_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+                       granted_on, last_activity_at, poa_paid, poa_recouped, imported_contact_login,
+                       registered_at, updated_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
                    ON CONFLICT (case_reference) DO UPDATE SET provider_firm_id = EXCLUDED.provider_firm_id,
                        office_code = EXCLUDED.office_code, provider_contact_login = EXCLUDED.provider_contact_login,
                        granted_on = EXCLUDED.granted_on, last_activity_at = EXCLUDED.last_activity_at,
                        poa_paid = EXCLUDED.poa_paid, poa_recouped = EXCLUDED.poa_recouped,
+                       imported_contact_login = EXCLUDED.imported_contact_login,
                        updated_at = EXCLUDED.updated_at""",
                 case_reference, *new.values(), at)
             changed = {k: {"from": old[k], "to": v} for k, v in new.items()

@@ -24,6 +24,7 @@ from icr.rules.checks import (
     authorize_response,
     can_respond,
     check_case_reference,
+    check_close,
     check_decision,
     check_event,
     check_reassign,
@@ -31,7 +32,7 @@ from icr.rules.checks import (
     workflow_id_for,
 )
 from icr.rules.dates import UK, financial_year_end_after, inactivity_deadline, start_of_day_uk
-from icr.rules.letters import NOTIFICATION_SUBJECT, notification_letter
+from icr.rules.letters import NOTIFICATION_SUBJECT, notification_letter, period_in_words
 from icr.rules.transitions import (
     BILLED_RESPONSES,
     HISTORY_KEPT,
@@ -46,6 +47,7 @@ from icr.rules.transitions import (
     initial_state,
     load,
     next_step,
+    refuse_close,
     refuse_decision,
     response_outcome,
     screen_events,
@@ -67,6 +69,7 @@ __all__ = [
     "authorize_response",
     "can_respond",
     "check_case_reference",
+    "check_close",
     "check_decision",
     "check_event",
     "check_reassign",
@@ -80,6 +83,7 @@ __all__ = [
     # letters
     "NOTIFICATION_SUBJECT",
     "notification_letter",
+    "period_in_words",
     # transitions
     "BILLED_RESPONSES",
     "HISTORY_KEPT",
@@ -94,6 +98,7 @@ __all__ = [
     "initial_state",
     "load",
     "next_step",
+    "refuse_close",
     "refuse_decision",
     "response_outcome",
     "screen_events",

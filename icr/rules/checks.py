@@ -13,6 +13,7 @@ from icr.models import (
     ActivityEvent,
     ActivityKind,
     CertificateState,
+    CloseCertificateRequest,
     Decision,
     IcrStage,
     LaaDecisionRequest,
@@ -79,8 +80,9 @@ def check_event(event: ActivityEvent, now: datetime) -> None:
         )
 
 
-def check_response(state: CertificateState, request: RespondRequest) -> Response:
-    """A response names a user and one of the five responses, and answers an open notification."""
+def check_response(state: CertificateState, request: RespondRequest, now: datetime) -> Response:
+    """A response names a user and one of the five responses, and answers an open notification
+    before its return date."""
     # Only what can be refused without the user directory: this runs in the update validator.
     if not request.user_login_id.strip():
         raise Refused("missing_user", "user_login_id is required")
@@ -102,6 +104,14 @@ def check_response(state: CertificateState, request: RespondRequest) -> Response
         raise Refused(
             "no_open_notification",
             f"certificate {state.case_reference} has no open notification to respond to",
+        )
+    # Refused here, not left to whether the return was processed first: at the return date
+    # the notification has gone to the LAA as unanswered.
+    if now >= state.notification.return_date:
+        raise Refused(
+            "notification_returned",
+            f"notification {state.notification.notification_id} was returned to the LAA on "
+            f"{state.notification.return_date.isoformat()} with no response; it can no longer be answered",
         )
     return Response(request.response)
 
@@ -129,6 +139,12 @@ def _check_open(state: CertificateState) -> None:
 def authorize_response(state: CertificateState, user: User | None, login_id: str) -> None:
     """The assigned user, or any Cross Office user, of the certificate's firm answers, if a role lets them."""
     user = _firm_user(state, user, f"user {login_id!r}")
+    if user.pre_silas:
+        raise Refused(
+            "pre_silas_login",
+            f"user {login_id!r} is a pre-SiLAS username, which never responds itself; a Cross "
+            "Office user of the firm responds for it",
+        )
     if not can_respond(user):
         raise Refused(
             "not_permitted",
@@ -161,7 +177,24 @@ def check_decision(state: CertificateState, request: LaaDecisionRequest) -> Deci
             "no_open_task",
             f"certificate {state.case_reference} has no open LAA task to decide",
         )
+    if request.task_id is not None and request.task_id != state.task.task_id:
+        raise Refused(
+            "stale_task",
+            f"task {request.task_id!r} is not the open task of certificate {state.case_reference} "
+            f"(the open task is {state.task.task_id}, {state.task.kind.value}); nothing was decided",
+        )
     return Decision(request.decision)
+
+
+def check_close(request: CloseCertificateRequest) -> datetime:
+    """A close names why and when, with a timezone: a bare signal closes nothing."""
+    if not request.reason.strip():
+        raise Refused("missing_reason", "reason is required (why the certificate was closed elsewhere)")
+    if request.occurred_at is None:
+        raise Refused("missing_time", "occurred_at is required (ISO 8601 with a timezone)")
+    if request.occurred_at.tzinfo is None or request.occurred_at.utcoffset() is None:
+        raise Refused("naive_time", "occurred_at must carry a timezone, e.g. 2026-05-17T09:30:00+01:00")
+    return request.occurred_at
 
 
 def check_reassign(state: CertificateState, request: ReassignContactRequest) -> None:
@@ -182,13 +215,16 @@ def authorize_reassign(
     user: User | None,
     new_contact: User | None,
 ) -> None:
-    """A Cross Office user who may respond may hand the certificate to a firm user who can respond."""
+    """A Cross Office user holding another CCMS role may hand the certificate to a firm user who can respond."""
     user = _firm_user(state, user, f"user {request.user_login_id!r}")
-    if Role.CROSS_OFFICE not in user.roles or not can_respond(user):
+    # Cross Office extends "a user who already holds a CCMS role": any other role will do.
+    other_roles = set(user.roles) - {Role.CROSS_OFFICE}
+    if Role.CROSS_OFFICE not in user.roles or not other_roles or user.pre_silas:
         raise Refused(
             "not_permitted",
-            f"user {request.user_login_id!r} is not a Cross Office user who may respond, "
-            "so may not reassign the provider contact",
+            f"user {request.user_login_id!r} is not a Cross Office user holding another CCMS role "
+            "(or is a pre-SiLAS username, which no person signs in with), so may not reassign the "
+            "provider contact",
         )
     new_contact = _firm_user(state, new_contact, f"new contact {request.new_contact_login_id!r}")
     if new_contact.pre_silas or not can_respond(new_contact):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from icr.models import (
     ENGINE_ACTOR,
@@ -45,7 +45,14 @@ from icr.models import (
     TaskKind,
     UpdateContact,
 )
-from icr.rules.checks import EVENT_ID_MAX_CHARS, Refused, check_decision, check_event, check_response
+from icr.rules.checks import (
+    EVENT_ID_MAX_CHARS,
+    Refused,
+    check_close,
+    check_decision,
+    check_event,
+    check_response,
+)
 from icr.rules.dates import financial_year_end_after, inactivity_deadline, start_of_day_uk
 from icr.rules.letters import NOTIFICATION_SUBJECT, notification_letter
 from icr.rules.views import stage_of
@@ -103,6 +110,7 @@ def load(state: CertificateState, snapshot: CertificateSnapshot, now: datetime) 
     s = state.model_copy(deep=True)
     first = not s.loaded
     s.loaded = True
+    registered_now = s.registration is None and snapshot.registration is not None
     s.registration = snapshot.registration
     if snapshot.policy != s.policy:
         if s.policy is not None:
@@ -122,13 +130,19 @@ def load(state: CertificateState, snapshot: CertificateSnapshot, now: datetime) 
     effects: list[Effect] = []
     if anchor is not None and (s.clock_from is None or anchor > s.clock_from):
         s.clock_from = anchor
-        if not first:  # the registry reports newer activity: as good as an event
+        # The registry reports newer activity: as good as an event, and as stale as one.
+        if not first and _keeps_alive(s, anchor, now):
             s.notification_cycle = 0
             if s.notification is not None:
                 effects.append(_close_notification(s, NotificationStatus.ACTIVITY_RECORDED, now))
             effects.extend(_supersede_no_response_task(s, now, "activity recorded"))
     if first:
         _note(s, now, "review started" if s.registration else "review started (not registered)")
+    if registered_now and not snapshot.closed and s.task is not None \
+            and s.task.kind == TaskKind.REGISTRATION_MISSING:
+        # What the task was waiting for has come: the review carries on by itself.
+        effects.append(_close_task(s, now, "registered"))
+        _note(s, now, "registered: the review carries on")
     if snapshot.closed and s.closed_at is None:
         # Closed elsewhere before this run knew: nothing reopens a certificate.
         s.closed_at = now
@@ -136,6 +150,13 @@ def load(state: CertificateState, snapshot: CertificateSnapshot, now: datetime) 
         s.notification = None
         s.task = None
     return _settle(Transition(s, effects))
+
+
+def _keeps_alive(s: CertificateState, at: datetime, now: datetime) -> bool:
+    """Activity at `at` makes the certificate no longer inactive: its own deadline is still ahead."""
+    if s.policy is None:
+        return True
+    return at + timedelta(days=s.policy.inactivity_days) > now
 
 
 def _digest(event: ActivityEvent) -> str:
@@ -175,23 +196,32 @@ def apply_events(state: CertificateState, events: list[ActivityEvent], now: date
     # Only newly recorded events get here: the ledger has already removed duplicates.
     s = state.model_copy(deep=True)
     effects: list[Effect] = []
-    moved = False
+    revived = False
     # Only screened events get here (check_event), so every one has its time.
     timed = sorted(((e.occurred_at, e) for e in events if e.occurred_at is not None), key=lambda p: p[0])
     for at, event in timed:
         if s.last_activity_at is None or at > s.last_activity_at:
             s.last_activity_at = at
-        if event.kind == ActivityKind.BILL and s.follow_up is not None:
-            s.follow_up = None
-            _note(s, now, "bill received: no follow-up needed")
+        if event.kind == ActivityKind.BILL:
+            if s.last_bill_at is None or at > s.last_bill_at:
+                s.last_bill_at = at
+            # Only a bill since the response being followed up counts.
+            if s.follow_up is not None and (s.follow_up.since is None or at > s.follow_up.since):
+                s.follow_up = None
+                _note(s, now, "bill received: no follow-up needed")
         if s.clock_from is None or at > s.clock_from:
             s.clock_from = at
-            moved = True
-            _note(s, now, f"activity {event.kind} at {at.isoformat()}: clock restarts")
+            if _keeps_alive(s, at, now):
+                revived = True
+                _note(s, now, f"activity {event.kind} at {at.isoformat()}: clock restarts")
+            else:
+                _note(s, now, f"activity {event.kind} at {at.isoformat()} recorded; its own deadline has "
+                              "passed, so it moves the deadline but closes nothing")
         else:
             _note(s, now, f"activity {event.kind} at {at.isoformat()} recorded; "
                           "older than the latest, moves no deadline")
-    if moved:
+    # A stale event must never put off a return or an escalation.
+    if revived:
         s.notification_cycle = 0
         if s.notification is not None:
             effects.append(_close_notification(s, NotificationStatus.ACTIVITY_RECORDED, now))
@@ -213,6 +243,10 @@ def next_step(state: CertificateState, now: datetime) -> Transition | Reload | W
 
     n = s.notification
     if n is not None:
+        if s.exercise_response is not None and not s.on_exercise_list:
+            # Imported while this notification is open: it answers it (even when its return
+            # falls due at the same moment), so nobody chases the provider for it.
+            return _apply_exercise(s, now)
         if now >= n.return_date:
             return _return_notification(s, now)
         if not n.overdue and now >= n.due_date:
@@ -225,18 +259,18 @@ def next_step(state: CertificateState, now: datetime) -> Transition | Reload | W
         wakes.append(n.return_date if n.overdue else n.due_date)
 
     blocked = s.task is not None and s.task.blocking
-    if s.follow_up is not None:
-        if now >= s.follow_up.due_at and not blocked:
+    # A follow-up due while a notification or a blocking task is open waits until that is
+    # settled, so it never takes the place of another task (one open task at a time).
+    if s.follow_up is not None and n is None and not blocked:
+        if now >= s.follow_up.due_at:
             s2 = s.model_copy(deep=True)
             response = s.follow_up.response
             s2.follow_up = None
-            effects = list(_supersede_no_response_task(s2, now, "follow-up raised"))
-            effects.append(_raise_task(s2, TaskKind.FOLLOW_UP, now, response=response,
-                                       detail=f"{RESPONSE_LABELS[response]} kept open, and no bill "
-                                              "by the end of the financial year"))
+            effects = _raise_task(s2, TaskKind.FOLLOW_UP, now, response=response,
+                                  detail=f"{RESPONSE_LABELS[response]} kept open, and no bill "
+                                         "by the end of the financial year")
             return _settle(Transition(s2, effects))
-        if not blocked:
-            wakes.append(s.follow_up.due_at)
+        wakes.append(s.follow_up.due_at)
 
     deadline = inactivity_deadline(s)  # None until a registration or an event starts the clock
     if n is None and not blocked and deadline is not None:
@@ -250,26 +284,39 @@ def _fall_due(state: CertificateState, now: datetime) -> Transition:
     s = state.model_copy(deep=True)
     if s.registration is None:
         _note(s, now, "due, but the certificate is not registered: LAA task raised")
-        effects: list[Effect] = [_raise_task(s, TaskKind.REGISTRATION_MISSING, now,
-                                             detail="certificate fell due for review but is not in the registry; "
-                                                    "no provider contact to notify")]
+        effects = _raise_task(s, TaskKind.REGISTRATION_MISSING, now,
+                              detail="certificate fell due for review but is not in the registry; "
+                                     "no provider contact to notify")
         return _settle(Transition(s, effects))
     if s.exercise_response is not None and not s.on_exercise_list:
-        exercise = s.exercise_response
-        s.on_exercise_list = True
-        s.exercise_response = None
-        key = f"{s.case_reference}-exercise"
-        _note(s, now, f"exercise response applied: {RESPONSE_LABELS[exercise.response]} "
-                      f"(reported {exercise.reported_on.isoformat()})")
-        effects = [
-            ClaimExerciseResponse(case_reference=s.case_reference, claim_key=key, at=now),
-            RecordResponse(case_reference=s.case_reference, response_key=key, notification_id=None,
-                           response=exercise.response, message=None,
-                           responded_by=EXERCISE_ACTOR, at=now),
-        ]
-        effects.extend(_answer(s, exercise.response, now, actor=EXERCISE_ACTOR))
-        return _settle(Transition(s, effects))
+        return _apply_exercise(s, now)
     return _settle(Transition(s, [_raise_notification(s, now)]))
+
+
+def _apply_exercise(state: CertificateState, now: datetime) -> Transition:
+    """The exercise response answers on the provider's behalf: in place of a notification, or
+    as the response to the open one. Used once."""
+    s = state.model_copy(deep=True)
+    exercise = s.exercise_response
+    assert exercise is not None
+    s.on_exercise_list = True
+    s.exercise_response = None
+    key = f"{s.case_reference}-exercise"
+    notification_id = s.notification.notification_id if s.notification else None
+    _note(s, now, f"exercise response applied: {RESPONSE_LABELS[exercise.response]} "
+                  f"(reported {exercise.reported_on.isoformat()})"
+                  + (f" as the response to {notification_id}" if notification_id else ""))
+    effects: list[Effect] = [
+        ClaimExerciseResponse(case_reference=s.case_reference, claim_key=key, at=now),
+        RecordResponse(case_reference=s.case_reference, response_key=key, notification_id=notification_id,
+                       response=exercise.response, message=None, responded_by=EXERCISE_ACTOR, at=now),
+    ]
+    s.notification = None  # closed as answered by RecordResponse
+    effects.extend(_supersede_no_response_task(s, now, "exercise response applied"))
+    # The report was the response: a follow-up's year and the bills that count run from its day.
+    effects.extend(_answer(s, exercise.response, now, actor=EXERCISE_ACTOR, notification_id=notification_id,
+                           responded_at=start_of_day_uk(exercise.reported_on)))
+    return _settle(Transition(s, effects))
 
 
 def _raise_notification(s: CertificateState, now: datetime) -> RaiseNotification:
@@ -298,7 +345,8 @@ def _raise_notification(s: CertificateState, now: datetime) -> RaiseNotification
         due_date=notification.due_date,
         return_date=notification.return_date,
         subject=NOTIFICATION_SUBJECT,
-        letter=notification_letter(s.case_reference, notification.due_date),
+        letter=notification_letter(s.case_reference, notification.due_date,
+                                   response_due=s.policy.response_due, return_after=s.policy.return_after),
     )
 
 
@@ -311,16 +359,16 @@ def _return_notification(state: CertificateState, now: datetime) -> Transition:
     effects.extend(_supersede_no_response_task(s, now, "a later cycle was returned"))
     if s.notification_cycle >= s.policy.max_unanswered_cycles:
         _note(s, now, f"{s.notification_cycle} cycles unanswered: escalated")
-        effects.append(_raise_task(s, TaskKind.ESCALATION, now,
+        effects.extend(_raise_task(s, TaskKind.ESCALATION, now,
                                    notification_id=returned.notification_id,
                                    detail=f"{s.notification_cycle} consecutive notifications "
                                           "unanswered: contract manager intervention"))
     elif s.on_exercise_list:
-        effects.append(_raise_task(s, TaskKind.NO_RESPONSE, now,
+        effects.extend(_raise_task(s, TaskKind.NO_RESPONSE, now,
                                    notification_id=returned.notification_id,
                                    detail="no response in 21 days; exercise certificate, not resent"))
     else:
-        effects.append(_raise_task(s, TaskKind.NO_RESPONSE, now, blocking=False,
+        effects.extend(_raise_task(s, TaskKind.NO_RESPONSE, now, blocking=False,
                                    notification_id=returned.notification_id,
                                    detail="no response in 21 days; notification resent"))
         effects.append(_raise_notification(s, now))
@@ -338,22 +386,36 @@ def _close_notification(s: CertificateState, status: NotificationStatus, now: da
 
 def _raise_task(s: CertificateState, kind: TaskKind, now: datetime, *, detail: str,
                 blocking: bool = True, notification_id: str | None = None,
-                response: Response | None = None) -> RaiseTask:
+                response: Response | None = None, responded_at: datetime | None = None) -> list[Effect]:
+    """Mutates `s`: opens a new LAA task. One open task at a time: a task still open is
+    closed first, with the reason recorded, never overwritten unseen."""
+    effects: list[Effect] = []
     s.tasks_raised += 1
     task_id = f"TASK-{s.case_reference}-{s.tasks_raised:03d}"
-    s.task = OpenTask(task_id=task_id, kind=kind, raised_at=now, response=response, blocking=blocking)
+    if s.task is not None:
+        effects.append(_close_task(s, now, f"superseded by {task_id} ({kind.value})"))
+    s.task = OpenTask(task_id=task_id, kind=kind, raised_at=now, response=response,
+                      responded_at=responded_at, blocking=blocking)
     _note(s, now, f"LAA task {task_id} raised: {kind.value}")
-    return RaiseTask(case_reference=s.case_reference, task_id=task_id, task_kind=kind,
-                     notification_id=notification_id, response=response, detail=detail, at=now)
+    effects.append(RaiseTask(case_reference=s.case_reference, task_id=task_id, task_kind=kind,
+                             notification_id=notification_id, response=response, detail=detail, at=now))
+    return effects
+
+
+def _close_task(s: CertificateState, now: datetime, reason: str) -> CloseTask:
+    """Mutates `s`: the engine closes the open task (no caseworker decision), saying why."""
+    assert s.task is not None
+    task = s.task
+    s.task = None
+    _note(s, now, f"LAA task {task.task_id} closed: {reason}")
+    return CloseTask(case_reference=s.case_reference, task_id=task.task_id, decision=None,
+                     decided_by=ENGINE_ACTOR, reason=reason, at=now)
 
 
 def _supersede_no_response_task(s: CertificateState, now: datetime, why: str) -> list[Effect]:
     if s.task is None or s.task.blocking or s.task.kind != TaskKind.NO_RESPONSE:
         return []
-    task = s.task
-    s.task = None
-    return [CloseTask(case_reference=s.case_reference, task_id=task.task_id, decision=None,
-                      decided_by=ENGINE_ACTOR, reason=f"superseded: {why}", at=now)]
+    return [_close_task(s, now, f"superseded: {why}")]
 
 
 def _restart_clock(s: CertificateState, now: datetime) -> None:
@@ -362,7 +424,7 @@ def _restart_clock(s: CertificateState, now: datetime) -> None:
 
 
 def _answer(s: CertificateState, response: Response, now: datetime, *, actor: str,
-            notification_id: str | None = None) -> list[Effect]:
+            notification_id: str | None = None, responded_at: datetime | None = None) -> list[Effect]:
     """Where a response leads (the provider's, or an exercise response). Mutates `s`."""
     if response == Response.CASE_ONGOING:
         s.last_activity_at = now
@@ -370,8 +432,10 @@ def _answer(s: CertificateState, response: Response, now: datetime, *, actor: st
         _note(s, now, "Case Ongoing: clock restarts")
         return []
     if response in BILLED_RESPONSES:
-        return [_raise_task(s, TaskKind.REVIEW, now, response=response, notification_id=notification_id,
-                            detail=f"provider answered {RESPONSE_LABELS[response]}: close or keep open")]
+        who = "the exercise list" if actor == EXERCISE_ACTOR else "provider"
+        return _raise_task(s, TaskKind.REVIEW, now, response=response, notification_id=notification_id,
+                           responded_at=responded_at or now,
+                           detail=f"{who} answered {RESPONSE_LABELS[response]}: close or keep open")
     assert response == Response.COMPLETE_NO_BILL_DUE
     return [_close_certificate(s, now, reason="Case Complete No Bill Due", actor=actor, recoup=True)]
 
@@ -389,7 +453,7 @@ def _close_certificate(s: CertificateState, now: datetime, *, reason: str, actor
 def apply_response(state: CertificateState, request: RespondRequest, now: datetime) -> Transition:
     """Case Ongoing restarts the clock, a billed response goes to LAA review, No Bill Due closes and recoups."""
     # The provider's answer, already checked and authorized.
-    response = check_response(state, request)
+    response = check_response(state, request, now)
     s = state.model_copy(deep=True)
     assert s.notification is not None
     notification_id = s.notification.notification_id
@@ -438,8 +502,15 @@ def apply_decision(state: CertificateState, request: LaaDecisionRequest, now: da
         effects.append(_close_notification(s, NotificationStatus.WITHDRAWN, now))
     _restart_clock(s, now)
     if task.kind == TaskKind.REVIEW and task.response in BILLED_RESPONSES:
-        s.follow_up = FollowUpWatch(response=task.response, due_at=financial_year_end_after(task.raised_at))
-        _note(s, now, f"kept open: follow-up due {s.follow_up.due_at.isoformat()} unless a bill arrives")
+        s.follow_up = None  # a follow-up still waiting is for an older response: this one replaces it
+        since = task.responded_at or task.raised_at
+        if s.last_bill_at is not None and s.last_bill_at > since:
+            # A bill after the response counts, before the decision as well as after it.
+            _note(s, now, f"kept open: billed since the response ({s.last_bill_at.isoformat()}), no follow-up")
+        else:
+            s.follow_up = FollowUpWatch(response=task.response, due_at=financial_year_end_after(since),
+                                        since=since)
+            _note(s, now, f"kept open: follow-up due {s.follow_up.due_at.isoformat()} unless a bill arrives")
     return _settle(Transition(s, effects))
 
 
@@ -449,14 +520,32 @@ def refuse_decision(state: CertificateState, request: LaaDecisionRequest, refuse
     s = state.model_copy(deep=True)
     s.refusals += 1
     _note(s, now, f"decision by {request.caseworker[:100]!r} refused: {refused.message}")
+    detail = {"decision": request.decision[:100]}
+    if request.task_id is not None:
+        detail["task_id"] = request.task_id[:100]
     return Transition(s, [AuditRefusal(
         case_reference=s.case_reference, refusal_key=f"{s.case_reference}-decision-{s.refusals}-refused",
         actor=request.caseworker[:100] or "unknown", action="decision_refused", reason=refused.message,
-        detail={"decision": request.decision[:100]}, at=now)])
+        detail=detail, at=now)])
+
+
+def refuse_close(state: CertificateState, request: CloseCertificateRequest, refused: Refused,
+                 now: datetime) -> Transition:
+    """A refused close signal closes nothing but is audited, each refusal under its own key."""
+    s = state.model_copy(deep=True)
+    s.refusals += 1
+    _note(s, now, f"close_certificate refused: {refused.message}")
+    return Transition(s, [AuditRefusal(
+        case_reference=s.case_reference, refusal_key=f"{s.case_reference}-close-{s.refusals}-refused",
+        actor="close_certificate", action="close_refused", reason=refused.message,
+        # Not "reason": that key of the audit row holds why it was refused.
+        detail={"close_reason": request.reason[:200],
+                "occurred_at": request.occurred_at.isoformat() if request.occurred_at else ""}, at=now)])
 
 
 def apply_close(state: CertificateState, request: CloseCertificateRequest, now: datetime) -> Transition:
     """A certificate closed elsewhere closes its open notification and task, and recoups nothing."""
+    check_close(request)
     s = state.model_copy(deep=True)
     if s.closed_at is not None:
         return Transition(s)
@@ -464,11 +553,7 @@ def apply_close(state: CertificateState, request: CloseCertificateRequest, now: 
     if s.notification is not None:
         effects.append(_close_notification(s, NotificationStatus.CERTIFICATE_CLOSED, now))
     if s.task is not None:
-        task = s.task
-        s.task = None
-        effects.append(CloseTask(case_reference=s.case_reference, task_id=task.task_id, decision=None,
-                                 decided_by=ENGINE_ACTOR, reason=f"certificate closed: {request.reason}",
-                                 at=now))
+        effects.append(_close_task(s, now, f"certificate closed: {request.reason}"))
     effects.append(_close_certificate(s, now, reason=f"closed elsewhere: {request.reason}",
                                       actor="close_certificate", recoup=False))
     return _settle(Transition(s, effects))
