@@ -129,7 +129,8 @@ async def notify(store: Store, ref: str, contact: str, at: datetime, due: timede
     await store.raise_notification(RaiseNotification(
         case_reference=ref, notification_id=notification_id, cycle=1, provider_firm_id=FIRM,
         assigned_to=contact, date_assigned=at, due_date=at + due, return_date=at + due + timedelta(days=7),
-        subject=NOTIFICATION_SUBJECT, letter=notification_letter(ref, at + due)))
+        subject=NOTIFICATION_SUBJECT, letter=notification_letter(ref, at + due, response_due=due,
+                                                                 return_after=due + timedelta(days=7))))
     return notification_id
 
 

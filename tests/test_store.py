@@ -159,7 +159,7 @@ async def test_migrations_build_the_schema_from_an_empty_database(postgres: Post
 
             # Nothing is re-applied (a re-run of 001 would fail on CREATE TABLE anyway).
             assert await migrate(conn) == []
-            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 3
+            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 4
 
             policies = await conn.fetch("SELECT * FROM policy_versions ORDER BY version")
             assert [(p["version"], p["inactivity_days"]) for p in policies] == [(1, 365), (2, 608)]
