@@ -115,6 +115,8 @@ async def cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
         elif args.kind == "certificates":
             report = await importer.import_certificates(rt.store, _certificates(rt), path, actor=actor,
                                                         now=_now())
+        elif args.kind == "caseworkers":
+            report = await importer.import_caseworkers(rt.store, path, actor=actor, now=_now())
         else:
             report = await importer.import_exercise_responses(rt.store, _certificates(rt), path, actor=actor,
                                                               now=_now())
@@ -280,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("certificates", "case_reference, provider_firm_id, office_code, provider_contact_login, "
                          "granted_on, last_activity_at (optional), poa_paid, poa_recouped"),
         ("exercise-responses", "case_reference, response, reported_on"),
+        ("caseworkers", "caseworker_id (the name a caseworker decides under), active (true/false)"),
     ]:
         p = imp_sub.add_parser(kind, help=f"import {kind}", description=f"import {kind}; columns: {columns}")
         p.add_argument("file", type=Path, metavar="FILE")

@@ -18,6 +18,8 @@ from icr.models import (
     CloseCertificateResult,
     CloseNotification,
     CloseTask,
+    LoadCaseworkerInput,
+    LoadCaseworkerResult,
     LoadCertificateInput,
     LoadUsersInput,
     LoadUsersResult,
@@ -40,7 +42,7 @@ class CertificateActivities:
 
     def all(self) -> list:
         return [
-            self.load_certificate, self.load_users, self.record_activity_events,
+            self.load_certificate, self.load_users, self.load_caseworker, self.record_activity_events,
             self.raise_notification, self.mark_notification_overdue, self.close_notification,
             self.record_response, self.raise_task, self.close_task, self.claim_exercise_response,
             self.close_certificate, self.update_contact, self.audit_refusal,
@@ -50,6 +52,10 @@ class CertificateActivities:
     @activity.defn
     async def load_certificate(self, request: LoadCertificateInput) -> CertificateSnapshot:
         return await self.store.load_certificate(request.case_reference, request.at)
+
+    @activity.defn
+    async def load_caseworker(self, request: LoadCaseworkerInput) -> LoadCaseworkerResult:
+        return LoadCaseworkerResult(caseworker=await self.store.load_caseworker(request.caseworker_id))
 
     @activity.defn
     async def load_users(self, request: LoadUsersInput) -> LoadUsersResult:

@@ -72,6 +72,8 @@ PLANS = [
     ("exercise_ongoing", "26517", "JSMITH"), ("exercise_billed", "40001", "PKHAN"),
 ]
 UNREGISTERED = "300009999001"
+# The LAA caseworker directory: decisions are taken only under these names.
+CASEWORKERS = ["LAA-CW-01", "LAA-CW-02", "ME"]
 
 
 @dataclass
@@ -132,12 +134,15 @@ async def seed(rt: Runtime, now: datetime) -> list[DemoCertificate]:
          "last_activity_at", "poa_paid", "poa_recouped"],
         [[c.case_reference, c.firm, "2L847Q", c.contact, (c.last_activity_at - 200 * DAY).date().isoformat(),
           c.last_activity_at.isoformat(), c.poa_paid, "0.00"] for c in certificates])
+    caseworkers = write_csv(folder / "caseworkers.csv", ["caseworker_id", "active"],
+                            [[c, "true"] for c in CASEWORKERS])
     exercise = write_csv(
         folder / "exercise-responses.csv", ["case_reference", "response", "reported_on"],
         [[c.case_reference, "case_ongoing" if c.plan == "exercise_ongoing" else "complete_to_be_billed",
           "2024-01-31"] for c in certificates if c.plan.startswith("exercise")])
     for report in [
         await importer.import_users(rt.store, users, actor="demo", now=now),
+        await importer.import_caseworkers(rt.store, caseworkers, actor="demo", now=now),
         await importer.import_exercise_responses(rt.store, _certificates(rt), exercise, actor="demo", now=now),
         await importer.import_certificates(rt.store, _certificates(rt), certs, actor="demo", now=now),
     ]:

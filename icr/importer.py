@@ -32,12 +32,13 @@ import asyncpg
 from icr.client import CertificateClient
 from icr.db.store import Store, Upserted
 from icr.mail import check_address
-from icr.models import ExerciseResponse, Registration, Response, Role, User
+from icr.models import Caseworker, ExerciseResponse, Registration, Response, Role, User
 from icr.rules import FUTURE_TOLERANCE, UK, Refused, check_case_reference
 
 USERS = "users"
 CERTIFICATES = "certificates"
 EXERCISE_RESPONSES = "exercise-responses"
+CASEWORKERS = "caseworkers"
 
 USER_COLUMNS = ("login_id", "provider_firm_id", "roles", "pre_silas")
 USER_OPTIONAL = ("email",)
@@ -45,6 +46,7 @@ CERTIFICATE_COLUMNS = ("case_reference", "provider_firm_id", "office_code", "pro
                        "granted_on", "poa_paid", "poa_recouped")
 CERTIFICATE_OPTIONAL = ("last_activity_at",)
 EXERCISE_COLUMNS = ("case_reference", "response", "reported_on")
+CASEWORKER_COLUMNS = ("caseworker_id", "active")
 
 # Rows written (and workflows started) at once; the store's pool bounds the database side.
 CONCURRENCY = 16
@@ -77,7 +79,7 @@ def _plural(n: int, word: str) -> str:
 
 @dataclass
 class ImportReport:
-    kind: str  # "users" | "certificates" | "exercise-responses"
+    kind: str  # "users" | "certificates" | "exercise-responses" | "caseworkers"
     imported: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -232,6 +234,12 @@ def _firm_id(value: str) -> str:
 def _login(value: str) -> str:
     if not LOGIN_ID.fullmatch(value):
         raise _Bad(f"login id {value[:100]!r} is not valid: at most 100 characters, no spaces")
+    return value
+
+
+def _caseworker_id(value: str) -> str:
+    if not LOGIN_ID.fullmatch(value) or not value.isprintable():
+        raise _Bad(f"caseworker id {value[:100]!r} is not valid: at most 100 characters, no spaces")
     return value
 
 
@@ -493,3 +501,22 @@ async def import_exercise_responses(store: Store, certificates: CertificateClien
         return result
 
     return await _import(_Kind(EXERCISE_RESPONSES, EXERCISE_COLUMNS, (), "case_reference", check_row, write), path)
+
+
+def _caseworker_row(check: _Check) -> Caseworker | None:
+    caseworker_id = check("caseworker_id", _caseworker_id)
+    active = check("active", _bool)
+    if caseworker_id is None or active is None:
+        return None
+    return Caseworker(caseworker_id=caseworker_id, active=active)
+
+
+async def import_caseworkers(store: Store, path: Path, *, actor: str, now: datetime) -> ImportReport:
+    """The LAA caseworker directory: a decision is taken only under an active caseworker's id.
+    A caseworker who leaves is kept, marked `active` false, so their past decisions still name
+    someone the directory knows."""
+    async def write(caseworker: Caseworker, report: ImportReport) -> Upserted:
+        return await store.upsert_caseworker(caseworker, actor, now)
+
+    return await _import(_Kind(CASEWORKERS, CASEWORKER_COLUMNS, (), "caseworker_id", _caseworker_row, write),
+                         path)

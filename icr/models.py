@@ -188,13 +188,31 @@ class CloseCertificateRequest(Model):
     """`close_certificate` signal: discharged or closed elsewhere.
 
     Both fields are required by the rules; the defaults only let a payload missing one
-    decode, so that it is refused with an audited reason instead of dropped by the decoder."""
+    decode, so that it is refused with an audited reason instead of dropped by the decoder.
+    `system` names the system that sent it (as it says: Temporal does not tell a workflow who
+    signalled it), recorded as the actor in the audit log."""
 
     reason: str = ""
     occurred_at: datetime | None = None
+    system: str | None = None
 
 
 # --- registry snapshots (read from PostgreSQL by activities) ---------------------------
+
+
+class Caseworker(Model):
+    """An LAA caseworker of the directory: decisions are taken only under an active one."""
+
+    caseworker_id: str
+    active: bool
+
+
+class LoadCaseworkerInput(Model):
+    caseworker_id: str
+
+
+class LoadCaseworkerResult(Model):
+    caseworker: Caseworker | None
 
 
 class User(Model):

@@ -23,12 +23,14 @@ from icr.codec import EncryptionCodec, PayloadKeys, data_converter
 from icr.db.migrate import migrate
 from icr.db.store import Store
 from icr.engine import build_worker, ensure_search_attributes
-from icr.models import CertificateInput, Registration, User
+from icr.models import Caseworker, CertificateInput, Registration, User
 from icr.rules import workflow_id_for
 from icr.settings import Settings
 from workflows.certificate import CertificateWorkflow
 
 TEMPLATE = "icr_template"
+# The LAA caseworker directory every engine test starts with.
+CASEWORKERS = ("CW", "CW1", "CM-1", "LAA-CW-7")
 # Every test on the time-skipping server runs with payloads encrypted, as the engine does.
 TEST_KEYS = PayloadKeys.generate("test1")
 
@@ -126,6 +128,9 @@ class Engine:
 async def engine(time_env: WorkflowEnvironment, store: Store) -> AsyncIterator[Engine]:
     task_queue = f"icr-test-{uuid.uuid4().hex[:8]}"
     settings = Settings(task_queue=task_queue)
+    for caseworker_id in CASEWORKERS:
+        await store.upsert_caseworker(Caseworker(caseworker_id=caseworker_id, active=True), "test",
+                                      datetime.now().astimezone())
     worker: Worker = build_worker(time_env.client, store, settings)
     async with worker:
         yield Engine(time_env, time_env.client, store, task_queue, f"3000{uuid.uuid4().int % 10**8:08d}")

@@ -64,7 +64,10 @@ async def due_certificate(engine_env: EngineEnv, worker: WorkerProcess,  # noqa:
     certificates = write_csv(folder / "certificates.csv", CERTIFICATE_HEADER, [
         [ref, FIRM, "2L847Q", "E2E-CONTACT", "2020-01-06", last_activity.isoformat(), "1200.00", "200.00"],
     ])
+    caseworkers = write_csv(folder / "caseworkers.csv", ["caseworker_id", "active"], [["CW1", "true"]])
     run = await engine_env.starter("import", "users", str(users))
+    assert run.code == 0, str(run)
+    run = await engine_env.starter("import", "caseworkers", str(caseworkers))
     assert run.code == 0, str(run)
     run = await engine_env.starter("import", "certificates", str(certificates))
     assert run.code == 0, str(run)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TypeVar
 
@@ -32,7 +32,7 @@ from icr.importer import (
     import_exercise_responses,
     import_users,
 )
-from icr.models import CertificateStatus, CloseCertificateRequest
+from icr.models import Caseworker, CertificateStatus, CloseCertificateRequest
 from icr.rules import UK, workflow_id_for
 from tests.conftest import FIRM, OTHER_FIRM, Engine, add_user
 
@@ -527,3 +527,17 @@ async def test_exercise_responses(engine: Engine, tmp_path: Path, ref_a: str, re
     assert [r["actor"] for r in await engine.store.audit_of(ref_a)
             if r["action"] == "exercise_response_imported"] == [ACTOR, "ops-bob"]
     assert await execution(engine, ref_a) == run
+
+
+async def test_caseworkers_import_reports_bad_rows_and_is_idempotent(store: Store, tmp_path: Path) -> None:
+    from icr.importer import import_caseworkers
+
+    now = datetime.now(timezone.utc)
+    path = tmp_path / "caseworkers.csv"
+    path.write_text("caseworker_id,active\nLAA-CW-01,true\nLAA CW 02,true\nLAA-CW-03,maybe\nLAA-CW-01,false\n")
+    report = await import_caseworkers(store, path, actor=ACTOR, now=now)
+    assert report.imported == 1
+    assert [(e.line, e.column) for e in report.refused] == [(3, "caseworker_id"), (4, "active"), (5, "caseworker_id")]
+    assert await store.load_caseworker("LAA-CW-01") == Caseworker(caseworker_id="LAA-CW-01", active=True)
+    again = await import_caseworkers(store, path, actor=ACTOR, now=now)
+    assert (again.imported, again.updated, again.unchanged) == (0, 0, 1)

@@ -368,8 +368,8 @@ async def test_a_close_signal_missing_its_fields_is_refused_and_audited(engine: 
     await notified(engine, tmp_path)
     handle = handle_of(engine)
     # As an outside system would send them: by name, as JSON.
-    await handle.signal("close_certificate", {})
-    await handle.signal("close_certificate", {"reason": "discharged"})
+    await handle.signal(CertificateWorkflow.close_certificate, {})
+    await handle.signal(CertificateWorkflow.close_certificate, {"reason": "discharged"})
     await engine.env.sleep(1)
     s = await until(engine, lambda s: len([h for h in s.history if "close_certificate refused" in h.what]) == 2)
     assert s.stage == "AwaitingResponse" and s.closed_at is None

@@ -12,6 +12,7 @@ import pytest
 from icr import rules
 from icr.models import (
     ActivityEvent,
+    Caseworker,
     CloseCertificateRequest,
     Decision,
     LaaDecisionRequest,
@@ -20,7 +21,7 @@ from icr.models import (
     Response,
     User,
 )
-from icr.rules import Refused
+from icr.rules import Refused, authorize_decision, check_decision
 from tests.rules_builders import (
     CASEWORKER,
     CONTACT,
@@ -44,6 +45,7 @@ from tests.rules_builders import (
     TASK2,
     XO,
     decide,
+    escalated,
     event,
     notified,
     overdue,
@@ -55,7 +57,6 @@ from tests.rules_builders import (
     step,
     user,
 )
-
 
 # --- check_case_reference --------------------------------------------------------------
 
@@ -438,3 +439,29 @@ def test_reassign_is_refused(caller: User | None, new_contact: User | None, code
 def test_check_reassign_refuses(s: str | None, request_: ReassignContactRequest, code: str) -> None:
     target = {None: state, "closed": lambda: state(closed=True), "unregistered": lambda: state(reg=None)}[s]()
     assert refused(rules.check_reassign, target, request_).code == code
+
+
+# --- authorize_decision: the LAA caseworker directory -------------------------------------
+
+
+def test_a_decision_by_an_active_caseworker_of_the_directory_is_taken_under_the_directory_name() -> None:
+    request = LaaDecisionRequest(caseworker="LAA-CW-01", decision="close", reason="done")
+    assert authorize_decision(request, Caseworker(caseworker_id="LAA-CW-01", active=True)) == "LAA-CW-01"
+
+
+@pytest.mark.parametrize("caseworker, code", [(None, "unknown_caseworker"),
+                                              (("LAA-CW-01", False), "inactive_caseworker")])
+def test_a_decision_by_a_name_the_directory_does_not_hold_active_is_refused(caseworker, code) -> None:
+
+    record = None if caseworker is None else Caseworker(caseworker_id=caseworker[0], active=caseworker[1])
+    with pytest.raises(Refused) as refused:
+        authorize_decision(LaaDecisionRequest(caseworker="LAA-CW-01", decision="close"), record)
+    assert refused.value.code == code and "'LAA-CW-01'" in refused.value.message
+
+
+@pytest.mark.parametrize("name", ["x" * 101, "CW\x00", "CW\n1"])
+def test_a_caseworker_name_that_no_directory_could_hold_is_refused_before_any_lookup(name: str) -> None:
+
+    with pytest.raises(Refused) as refused:
+        check_decision(escalated(), LaaDecisionRequest(caseworker=name, decision="close"))
+    assert refused.value.code == "invalid_caseworker"

@@ -796,7 +796,7 @@ def test_close_certificate_closes_notification_and_task_without_recoupment() -> 
         CloseTask(case_reference=CASE, task_id=TASK1, decision=None, decided_by="engine",
                   reason="certificate closed: discharged", at=CLOSED_AT),
         CloseCertificate(case_reference=CASE, recoupment_id=RCP, recoup=False,
-                         reason="closed elsewhere: discharged", actor="close_certificate", at=CLOSED_AT),
+                         reason="closed elsewhere: discharged", actor="close_certificate (no system named)", at=CLOSED_AT),
     ]
     assert t.state.notification is None and t.state.task is None
     assert t.state.closed_at == CLOSED_AT
@@ -807,7 +807,7 @@ def test_close_certificate_closes_notification_and_task_without_recoupment() -> 
 def test_close_active_certificate_only_closes_it() -> None:
     t = close(state())
     assert t.effects == [CloseCertificate(case_reference=CASE, recoupment_id=RCP, recoup=False,
-                                          reason="closed elsewhere: discharged", actor="close_certificate",
+                                          reason="closed elsewhere: discharged", actor="close_certificate (no system named)",
                                           at=CLOSED_AT)]
     assert t.state.stage == IcrStage.CLOSED
 

@@ -273,3 +273,52 @@ async def test_the_embedded_web_ui_decodes_through_its_codec_server(tmp_path) ->
                     await asyncio.sleep(0.2)
             else:
                 raise AssertionError("the codec server did not answer")
+
+
+# --- who may act ---------------------------------------------------------------------------
+
+
+async def test_a_decision_from_an_unknown_or_inactive_caseworker_is_refused_and_changes_nothing(
+        engine: Engine, tmp_path) -> None:
+    from icr.importer import import_caseworkers
+    from tests.test_lifecycle import due_certificate, respond, status
+
+    handle = await due_certificate(engine, poa_paid="900.00")
+    await respond(handle, "complete_to_be_billed")
+    task = (await status(handle)).open_task
+    assert task is not None
+    directory = tmp_path / "caseworkers.csv"
+    directory.write_text("caseworker_id,active\nLAA-LEFT,false\nLAA-NEW,true\n")
+    report = await import_caseworkers(engine.store, directory, actor="ops", now=await engine.now())
+    assert (report.imported, report.refused) == (2, [])
+    for name in ("NOBODY", "LAA-LEFT"):
+        await engine.certificates.decide(engine.ref, LaaDecisionRequest(caseworker=name, decision="close",
+                                                                        reason="forged"))
+    await engine.env.sleep(1)
+    s = await status(handle)
+    assert s.stage == "LaaReview" and s.open_task == task and s.recoupments == []
+    assert [t["is_open"] for t in await engine.store.tasks_of(engine.ref)] == [True]
+    assert await engine.store.recoupments_of(engine.ref) == []
+    refusals = [(a["actor"], a["action"]) for a in await engine.store.audit_of(engine.ref)
+                if a["action"] == "decision_refused"]
+    assert refusals == [("NOBODY", "decision_refused"), ("LAA-LEFT", "decision_refused")]
+    reasons = [a["detail"] for a in await engine.store.audit_of(engine.ref) if a["action"] == "decision_refused"]
+    assert "not in the LAA caseworker directory" in str(reasons[0]) and "no longer active" in str(reasons[1])
+    # The directory's caseworker decides, and the audit names them.
+    await engine.certificates.decide(engine.ref, LaaDecisionRequest(caseworker="LAA-NEW", decision="close",
+                                                                    reason="confirmed"))
+    final = await handle.result()
+    assert final.stage == "Closed" and [r.amount for r in final.recoupments] == ["900.00"]
+    decided = [a for a in await engine.store.audit_of(engine.ref) if a["action"] == "decision_recorded"]
+    assert [a["actor"] for a in decided] == ["LAA-NEW"]
+
+
+async def test_close_certificate_records_the_system_that_sent_it(engine: Engine) -> None:
+    from tests.test_lifecycle import due_certificate
+
+    handle = await due_certificate(engine)
+    await engine.certificates.close(engine.ref, CloseCertificateRequest(
+        reason="discharged", occurred_at=await engine.now(), system="CCMS discharge"))
+    await handle.result()
+    closed = [a for a in await engine.store.audit_of(engine.ref) if a["action"] == "certificate_closed"]
+    assert [a["actor"] for a in closed] == ["close_certificate from CCMS discharge"]

@@ -27,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
         CloseCertificateResult,
         Effect,
         LaaDecisionRequest,
+        LoadCaseworkerInput,
+        LoadCaseworkerResult,
         LoadCertificateInput,
         LoadUsersInput,
         LoadUsersResult,
@@ -122,13 +124,7 @@ class CertificateWorkflow:
             events, self._events = self._events, []
             await self._record_events(events)
         while self._decisions and self._state.closed_at is None:
-            request = self._decisions.pop(0)
-            try:
-                transition = rules.apply_decision(self._state, request, workflow.now())
-            except rules.Refused as refused:
-                workflow.logger.warning("decision refused: %s", refused.code)  # the audit log has the why
-                transition = rules.refuse_decision(self._state, request, refused, workflow.now())
-            await self._apply(transition)
+            await self._apply(await self._decision(self._decisions.pop(0)))
         while self._closes and self._state.closed_at is None:
             close_request = self._closes.pop(0)
             try:
@@ -137,6 +133,20 @@ class CertificateWorkflow:
                 workflow.logger.warning("close refused: %s", refused.message)
                 transition = rules.refuse_close(self._state, close_request, refused, workflow.now())
             await self._apply(transition)
+
+    async def _decision(self, request: LaaDecisionRequest) -> rules.Transition:
+        """A decision by an active caseworker of the directory, taken under the name the
+        directory has; otherwise its refusal, audited."""
+        try:
+            rules.check_decision(self._state, request)
+            found: LoadCaseworkerResult = await self._step(
+                "load_caseworker", LoadCaseworkerInput(caseworker_id=request.caseworker), LoadCaseworkerResult)
+            decided_by = rules.authorize_decision(request, found.caseworker)
+            return rules.apply_decision(self._state, request.model_copy(update={"caseworker": decided_by}),
+                                        workflow.now())
+        except rules.Refused as refused:
+            workflow.logger.warning("decision refused: %s", refused.code)  # the audit log has the why
+            return rules.refuse_decision(self._state, request, refused, workflow.now())
 
     async def _record_events(self, events: list[ActivityEvent]) -> None:
         now = workflow.now()

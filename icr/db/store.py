@@ -17,6 +17,7 @@ import asyncpg
 
 from icr.db import AnyConnection
 from icr.models import (
+    Caseworker,
     RESPONSE_LABELS,
     ActivityKind,
     AuditRefusal,
@@ -129,6 +130,26 @@ class Store:
         rows = await self.pool.fetch("SELECT * FROM users WHERE login_id = ANY($1::text[])", login_ids)
         return [User(login_id=r["login_id"], provider_firm_id=r["provider_firm_id"],
                      roles=list(r["roles"]), pre_silas=r["pre_silas"], email=r["email"]) for r in rows]
+
+    async def load_caseworker(self, caseworker_id: str) -> Caseworker | None:
+        row = await self.pool.fetchrow("SELECT * FROM caseworkers WHERE caseworker_id = $1", caseworker_id)
+        return None if row is None else Caseworker(caseworker_id=row["caseworker_id"], active=row["active"])
+
+    async def upsert_caseworker(self, caseworker: Caseworker, actor: str, at: datetime) -> Upserted:
+        async with self.pool.acquire() as conn, conn.transaction():
+            old = await conn.fetchrow("SELECT * FROM caseworkers WHERE caseworker_id = $1 FOR UPDATE",
+                                      caseworker.caseworker_id)
+            if old is not None and old["active"] == caseworker.active:
+                return Upserted("unchanged")
+            await conn.execute(
+                """INSERT INTO caseworkers (caseworker_id, active, updated_at) VALUES ($1, $2, $3)
+                   ON CONFLICT (caseworker_id) DO UPDATE SET active = EXCLUDED.active,
+                       updated_at = EXCLUDED.updated_at""",
+                caseworker.caseworker_id, caseworker.active, at)
+            await _audit(conn, f"caseworker-{caseworker.caseworker_id}-{at.isoformat()}", None, actor,
+                         "caseworker_imported" if old is None else "caseworker_updated",
+                         {"caseworker_id": caseworker.caseworker_id, "active": caseworker.active}, at)
+            return Upserted("imported" if old is None else "updated")
 
     async def certificate_row(self, case_reference: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow("SELECT * FROM certificates WHERE case_reference = $1",

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from icr.models import (
     ActivityEvent,
     ActivityKind,
+    Caseworker,
     CertificateState,
     CloseCertificateRequest,
     Decision,
@@ -171,6 +172,8 @@ def check_decision(state: CertificateState, request: LaaDecisionRequest) -> Deci
         )
     if not request.caseworker.strip():
         raise Refused("missing_caseworker", "caseworker is required")
+    if len(request.caseworker) > 100 or not request.caseworker.isprintable():
+        raise Refused("invalid_caseworker", "caseworker must be at most 100 printable characters")
     _check_open(state)
     if state.task is None:
         raise Refused(
@@ -184,6 +187,18 @@ def check_decision(state: CertificateState, request: LaaDecisionRequest) -> Deci
             f"(the open task is {state.task.task_id}, {state.task.kind.value}); nothing was decided",
         )
     return Decision(request.decision)
+
+
+def authorize_decision(request: LaaDecisionRequest, caseworker: Caseworker | None) -> str:
+    """Only a caseworker of the LAA's directory, still active, decides; returns the name
+    decided under, as the directory has it."""
+    if caseworker is None:
+        raise Refused("unknown_caseworker", f"caseworker {request.caseworker[:100]!r} is not in the LAA "
+                                            "caseworker directory; nothing was decided")
+    if not caseworker.active:
+        raise Refused("inactive_caseworker", f"caseworker {request.caseworker[:100]!r} is no longer active "
+                                             "in the LAA caseworker directory; nothing was decided")
+    return caseworker.caseworker_id
 
 
 def check_close(request: CloseCertificateRequest) -> datetime:

@@ -529,6 +529,12 @@ def refuse_decision(state: CertificateState, request: LaaDecisionRequest, refuse
         detail=detail, at=now)])
 
 
+def _closing_system(request: CloseCertificateRequest) -> str:
+    """Who closed it: the system the signal names (bounded), or that it named none."""
+    system = (request.system or "").strip()[:100]
+    return f"close_certificate from {system}" if system else "close_certificate (no system named)"
+
+
 def refuse_close(state: CertificateState, request: CloseCertificateRequest, refused: Refused,
                  now: datetime) -> Transition:
     """A refused close signal closes nothing but is audited, each refusal under its own key."""
@@ -555,7 +561,7 @@ def apply_close(state: CertificateState, request: CloseCertificateRequest, now: 
     if s.task is not None:
         effects.append(_close_task(s, now, f"certificate closed: {request.reason}"))
     effects.append(_close_certificate(s, now, reason=f"closed elsewhere: {request.reason}",
-                                      actor="close_certificate", recoup=False))
+                                      actor=_closing_system(request), recoup=False))
     return _settle(Transition(s, effects))
 
 
