@@ -24,10 +24,10 @@ class ProgressBar:
     """Redrawn in place on a terminal (at most 10 times a second); elsewhere (a log file) one
     line every `every` seconds, and always the last."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 30, every: float = 5.0) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None, width: int = 30, every: float = 5.0) -> None:
+        self.stream = stream or sys.stderr
         self.width = width
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self.every = 0.1 if self.tty else every
         self.last = 0.0
 
