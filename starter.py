@@ -327,6 +327,16 @@ async def cmd_forecast(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_audit(rt: Runtime, args: argparse.Namespace) -> int:
+    rows = await rt.store.recent_audit(args.limit, args.case_reference, operators_only=args.operators)
+    for row in rows:
+        detail = json.loads(row["detail"]) if isinstance(row["detail"], str) else row["detail"]
+        print(f"{operations.uk(row['at'])}  {row['actor']:<16} {row['action']:<24} "
+              f"{row['case_reference'] or '-':<13} {json.dumps(detail, default=str)}")
+    print(f"{len(rows)} audit row(s), oldest first")
+    return 0
+
+
 async def cmd_rollout_list(rt: Runtime, args: argparse.Namespace) -> int:
     for line in operations.render_rollouts(await rt.store.rollouts()):
         print(line)
@@ -483,6 +493,13 @@ def build_parser() -> argparse.ArgumentParser:
                                           "week under the policy in force (from the registry and the ledger)")
     p.add_argument("--weeks", type=_positive_int, default=12, help="weeks to look ahead (default 12)")
     p.add_argument("--examples", type=int, default=3, help="certificates shown per line (default 3)")
+
+    p = command("audit", cmd_audit, "who did what and when: the latest rows of the audit log")
+    p.add_argument("--case", dest="case_reference", type=_case_reference, default=None,
+                   help="only this certificate's rows")
+    p.add_argument("--operators", action="store_true",
+                   help="only rows with no certificate: policy versions, outages, roll-outs, imports of users")
+    p.add_argument("--limit", type=_positive_int, default=50, help="how many of the latest rows (default 50)")
 
     rollout = sub.add_parser("rollout", help="roll-outs of policy versions and outages to open certificates",
                              description="roll-outs of policy versions and outages to open certificates")

@@ -464,3 +464,11 @@ async def test_policy_set_and_outage_declare_commands_run_their_rollouts(
     listing = capsys.readouterr().out
     assert "policy version 3" in listing and "outage 1" in listing and "CCMS upgrade" in listing
     assert "* " in listing and "back to 12 months" in listing
+    # Who did each and why, from the audit log.
+    assert await starter.cmd_audit(rt, parse("audit", "--operators")) == 0
+    audit = [line.split()[3:5] for line in capsys.readouterr().out.splitlines()[:-1]]
+    assert audit == [["test", "user_imported"], ["ops.lead", "outage_declared"], ["ops.lead", "rollout_started"],
+                     ["ops.lead", "rollout_finished"], ["ops.lead", "policy_changed"],
+                     ["ops.lead", "rollout_started"], ["ops.lead", "rollout_finished"]], audit
+    assert await starter.cmd_audit(rt, parse("audit", "--case", ref(1, engine))) == 0
+    assert "notification_extended" in capsys.readouterr().out

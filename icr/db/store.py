@@ -218,6 +218,16 @@ class Store:
         return await self.pool.fetch(
             "SELECT * FROM audit_log WHERE case_reference = $1 ORDER BY at, id", case_reference)
 
+    async def recent_audit(self, limit: int, case_reference: str | None = None,
+                           operators_only: bool = False) -> list[asyncpg.Record]:
+        """The latest audit rows, oldest of them first: one certificate's, the operators' (no
+        certificate: policy versions, outages, roll-outs, imports), or all."""
+        rows = await self.pool.fetch(
+            """SELECT * FROM audit_log
+               WHERE ($2::text IS NULL OR case_reference = $2) AND (NOT $3 OR case_reference IS NULL)
+               ORDER BY id DESC LIMIT $1""", limit, case_reference, operators_only)
+        return list(reversed(rows))
+
     # --- the workflow's steps --------------------------------------------------------------
 
     async def record_activity_events(self, step: RecordActivityEvents) -> list[str]:
