@@ -539,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         return 130
+    except asyncio.CancelledError:  # SIGTERM during a roll-out: it recorded how far it got
+        return 143
 
 
 if __name__ == "__main__":

@@ -53,9 +53,12 @@ def uk(at: datetime) -> str:
 
 
 def period(value: timedelta) -> str:
-    days = value / timedelta(days=1)
-    if days == int(days):
-        return f"{int(days)} day{'s' if days != 1 else ''}"
+    """14 days, 20 seconds (the demo's pace), or the exact duration when it is not a whole unit."""
+    seconds = value.total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds > 0 and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
     return str(value)
 
 

@@ -41,6 +41,7 @@ BATCH = 500
 CONCURRENCY = 16
 SETTLE = 2.0  # seconds
 DEFAULT_RATE = 100.0  # signals per second
+RECORD_EVERY = 5.0  # seconds between progress counts written to the roll-out's row
 
 
 class RolloutBusy(Exception):
@@ -112,7 +113,7 @@ async def run_rollout(store: Store, certificates: CertificateClient, rollout: Ro
             return current
         if current.done or current.status == "interrupted":
             current = await store.record_rollout_progress(rollout_id, _now(), "running", actor)
-        started = time.monotonic()
+        started = recorded = time.monotonic()
         sent_here = 0
         in_flight: set[asyncio.Task[None]] = set()
 
@@ -156,6 +157,9 @@ async def run_rollout(store: Store, certificates: CertificateClient, rollout: Ro
                     tasks.append(task)
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
+                    if time.monotonic() - recorded > RECORD_EVERY:  # for `rollout list` meanwhile
+                        recorded = time.monotonic()
+                        await store.record_rollout_progress(rollout_id, _now())
                 # asyncio.wait, unlike gather, leaves the signals running if we are cancelled.
                 await asyncio.wait(tasks)
                 for task in tasks:
