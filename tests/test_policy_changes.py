@@ -26,7 +26,7 @@ from icr.models import (
     Policy,
     RolloutRecord,
 )
-from icr.rollout import RolloutProgress, run_rollout
+from icr.rollout import RolloutProgress, TokenBucket, run_rollout
 from icr.servers import Services
 from icr.settings import Settings
 from tests.conftest import Engine, add_certificate, add_user
@@ -182,6 +182,18 @@ async def test_a_future_dated_version_changes_nothing_until_its_date(engine: Eng
 
 
 # --- roll-outs from the registry ---------------------------------------------------------------
+
+
+async def test_the_token_bucket_holds_the_rate() -> None:
+    bucket = TokenBucket(20)
+    started = asyncio.get_running_loop().time()
+    for _ in range(41):
+        await bucket.take()
+    elapsed = asyncio.get_running_loop().time() - started
+    # 41 takes at 20 a second, with at most 2 in a burst: no less than 1.9 s.
+    assert 1.9 <= elapsed < 10, elapsed
+    with pytest.raises(ValueError):
+        TokenBucket(0)
 
 
 async def test_an_interrupted_rollout_resumed_reaches_each_certificate_once(engine: Engine) -> None:
