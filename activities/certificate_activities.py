@@ -20,6 +20,7 @@ from icr.models import (
     CloseTask,
     LoadCaseworkerInput,
     LoadCaseworkerResult,
+    ExtendNotification,
     LoadCertificateInput,
     LoadUsersInput,
     LoadUsersResult,
@@ -43,7 +44,8 @@ class CertificateActivities:
     def all(self) -> list:
         return [
             self.load_certificate, self.load_users, self.load_caseworker, self.record_activity_events,
-            self.raise_notification, self.mark_notification_overdue, self.close_notification,
+            self.raise_notification, self.mark_notification_overdue, self.extend_notification,
+            self.close_notification,
             self.record_response, self.raise_task, self.close_task, self.claim_exercise_response,
             self.close_certificate, self.update_contact, self.audit_refusal,
             self.queue_daily_digests,
@@ -79,6 +81,13 @@ class CertificateActivities:
         await self.store.mark_notification_overdue(step)
         log.info("notification_overdue", case_reference=step.case_reference,
                  notification_id=step.notification_id)
+
+    @activity.defn
+    async def extend_notification(self, step: ExtendNotification) -> None:
+        await self.store.extend_notification(step)
+        log.info("notification_extended", case_reference=step.case_reference,
+                 notification_id=step.notification_id, due_date=step.due_date.isoformat(),
+                 outages=[e.outage_id for e in step.extensions])
 
     @activity.defn
     async def close_notification(self, step: CloseNotification) -> None:

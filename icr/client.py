@@ -9,10 +9,9 @@ query by string; only the contract tests do, on purpose, as an outside system wo
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -166,8 +165,12 @@ class CertificateClient:
         return await self._signal(case_reference, CertificateWorkflow.registration_updated)
 
     async def policy_changed(self, case_reference: str) -> bool:
-        """Tell a running certificate that a policy version was added."""
+        """Tell a running certificate that a policy version was added; False when none is running."""
         return await self._signal(case_reference, CertificateWorkflow.policy_changed)
+
+    async def outages_changed(self, case_reference: str) -> bool:
+        """Tell a running certificate that an outage was declared; False when none is running."""
+        return await self._signal(case_reference, CertificateWorkflow.outages_changed)
 
     async def decide(self, case_reference: str, request: LaaDecisionRequest) -> None:
         """A caseworker's decision, as the `laa_decision` signal."""
@@ -234,36 +237,6 @@ class CertificateClient:
                 stage=attrs.get(ICR_STAGE), provider_firm_id=attrs.get(PROVIDER_FIRM_ID),
                 inactivity_deadline=attrs.get(INACTIVITY_DEADLINE),
                 response_due_date=attrs.get(RESPONSE_DUE_DATE))
-
-    async def signal_policy_changed(self, case_references: Iterable[str], concurrency: int = 50) -> int:
-        """Tell each of these running certificates that the policy changed, in the order
-        given, at bounded concurrency; returns how many were running."""
-        gate = asyncio.Semaphore(concurrency)
-        sent = 0
-
-        async def send(case_reference: str) -> None:
-            nonlocal sent
-            try:
-                if await self.policy_changed(case_reference):
-                    sent += 1
-            finally:
-                gate.release()
-
-        tasks = []
-        for case_reference in case_references:
-            await gate.acquire()  # started in the order given
-            tasks.append(asyncio.create_task(send(case_reference)))
-        await asyncio.gather(*tasks)
-        return sent
-
-    async def running_by_deadline(self) -> list[str]:
-        """Running certificates, the oldest inactivity deadline first (a shortened policy
-        makes them due at once: they are then notified in that order)."""
-        far_future = datetime.max.replace(tzinfo=timezone.utc)
-        running = [(c.inactivity_deadline or far_future, c.case_reference)
-                   async for c in self.list_certificates(running=True)]
-        running.sort()
-        return [ref for _, ref in running]
 
 
 def _refused(err: WorkflowUpdateFailedError) -> MessageRefused:

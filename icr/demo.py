@@ -70,6 +70,10 @@ PLANS = [
     ("staggered", "26517", "JSMITH"), ("staggered", "40001", "PKHAN"), ("staggered", "51234", "CEVANS"),
     ("staggered", "26517", "LEGACY01"),
     ("exercise_ongoing", "26517", "JSMITH"), ("exercise_billed", "40001", "PKHAN"),
+    # Inactive for longer than 365 days but not 608: what a return to 365 days makes due at
+    # once (longest inactive first); the 330-day one falls due five weeks later.
+    ("inactive_500d", "26517", "JSMITH"), ("inactive_450d", "40001", "PKHAN"),
+    ("inactive_400d", "51234", "CEVANS"), ("inactive_330d", "26517", "JSMITH"),
 ]
 UNREGISTERED = "300009999001"
 # The LAA caseworker directory: decisions are taken only under these names.
@@ -94,6 +98,8 @@ def demo_certificates(now: datetime) -> list[DemoCertificate]:
             last = now - (30 + 100 * i) * DAY
         elif plan == "staggered":  # fall due one after another, 90 seconds in and on
             last = now - 608 * DAY + timedelta(seconds=90 + 15 * (i - 13))
+        elif plan.startswith("inactive_"):
+            last = now - int(plan.removeprefix("inactive_").removesuffix("d")) * DAY
         else:
             last = due_now
         certificates.append(DemoCertificate(
@@ -253,6 +259,8 @@ async def run_demo(rt: Runtime, keep_running: bool) -> int:
         print("  everything waiting for a caseworker: IcrStage IN ('LaaReview', 'Escalated')")
         print("  try: ./run starter status 300001416105   |   ./run starter decide 300001416105 "
               "--caseworker ME --decision keep_open", flush=True)
+        print("  back to 365 days, dry run first: ./run starter policy set --inactivity-days 365 "
+              "--reason 'back to 12 months' --actor ME --dry-run", flush=True)
         if keep_running:
             print("\nThe worker keeps running; press Ctrl-C to stop.", flush=True)
             stop = asyncio.Event()

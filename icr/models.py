@@ -112,6 +112,99 @@ class Policy(Model):
     effective_from: datetime
 
 
+class PolicyRecord(Policy):
+    """A policy version as recorded: who added it, when and why."""
+
+    created_by: str
+    created_at: datetime
+    note: str
+
+
+class PolicyChange(Model):
+    """What an operator asks for: a new version of every period, from a moment, with who and why."""
+
+    inactivity_days: int
+    response_due: timedelta
+    return_after: timedelta
+    max_unanswered_cycles: int
+    effective_from: datetime
+    reason: str
+    actor: str
+
+
+# --- outages ---------------------------------------------------------------------------
+
+
+class Outage(Model):
+    """A declared CCMS outage: response deadlines overlapping it are extended by the overlap."""
+
+    outage_id: int
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+
+
+class OutageRecord(Outage):
+    declared_by: str
+    declared_at: datetime
+
+
+class OutageDeclaration(Model):
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    actor: str
+
+
+class OutageExtension(Model):
+    """How far one outage moved an open notification's due date and return date."""
+
+    outage_id: int
+    reason: str
+    starts_at: datetime
+    ends_at: datetime
+    due_date_by: timedelta
+    return_date_by: timedelta
+
+
+# --- roll-outs and the forecast (read from the registry by the operator's tools) -------
+
+
+class OpenCertificate(Model):
+    """An open certificate as the registry and the ledger see it, for roll-outs and forecasts."""
+
+    case_reference: str
+    # Where its inactivity clock runs from: the latest of its registry activity, its ledger
+    # and a caseworker's keep-open decision, or the start of its grant date.
+    clock_from: datetime
+    registered: bool
+    # A notification or an LAA task is open: it is under review, so it does not fall due.
+    in_review: bool
+
+
+class RolloutKind(StrEnum):
+    POLICY = "policy"
+    OUTAGE = "outage"
+
+
+class RolloutRecord(Model):
+    """A roll-out: telling open certificates about a new policy version or outage, at a rate."""
+
+    rollout_id: int
+    kind: RolloutKind
+    subject: int  # the policy version or the outage id
+    started_by: str
+    reason: str
+    started_at: datetime
+    rate: float
+    total: int
+    done: int
+    not_running: int
+    status: str  # running, interrupted, finished, superseded
+    updated_at: datetime
+    finished_at: datetime | None
+
+
 # --- inbound messages (the public contract) --------------------------------------------
 
 
@@ -246,6 +339,8 @@ class CertificateSnapshot(Model):
     exercise_response: ExerciseResponse | None
     policy: Policy
     next_policy_change_at: datetime | None
+    # Declared outages that can still move its response deadlines or its falling due.
+    outages: list[Outage] = Field(default_factory=list)
 
 
 # --- workflow state --------------------------------------------------------------------
@@ -259,6 +354,11 @@ class OpenNotification(Model):
     due_date: datetime
     return_date: datetime
     overdue: bool = False
+    # The policy's periods when it was raised: outages extend these, so the dates can be
+    # worked out again when another outage is declared. None on notifications raised before.
+    response_period: timedelta | None = None
+    return_period: timedelta | None = None
+    extensions: list[OutageExtension] = Field(default_factory=list)
 
 
 class OpenTask(Model):
@@ -300,6 +400,7 @@ class CertificateState(Model):
     registration: Registration | None = None
     policy: Policy | None = None
     next_policy_change_at: datetime | None = None
+    outages: list[Outage] = Field(default_factory=list)
     last_activity_at: datetime | None = None
     # The inactivity clock runs from here: the latest qualifying activity, or a
     # caseworker's keep-open decision, or the grant date.
@@ -332,6 +433,8 @@ class NotificationView(Model):
     due_date: datetime
     return_date: datetime
     overdue: bool
+    # Each declared outage that moved the due date or the return date, and by how much.
+    extensions: list[OutageExtension] = Field(default_factory=list)
 
 
 class TaskView(Model):
@@ -395,6 +498,19 @@ class MarkNotificationOverdue(Model):
     kind: Literal["mark_notification_overdue"] = "mark_notification_overdue"
     case_reference: str
     notification_id: str
+    at: datetime
+
+
+class ExtendNotification(Model):
+    """Declared outages moved the open notification's due date and return date."""
+
+    kind: Literal["extend_notification"] = "extend_notification"
+    case_reference: str
+    notification_id: str
+    due_date: datetime
+    return_date: datetime
+    overdue: bool
+    extensions: list[OutageExtension]
     at: datetime
 
 
@@ -488,6 +604,7 @@ Effect = Annotated[
     RecordActivityEvents
     | RaiseNotification
     | MarkNotificationOverdue
+    | ExtendNotification
     | CloseNotification
     | RecordResponse
     | RaiseTask

@@ -98,7 +98,9 @@ async def registry(engine_env: EngineEnv, worker: WorkerProcess, client: Client,
 SUBCOMMANDS = [
     [], ["demo"], ["import"], ["import", "users"], ["import", "certificates"],
     ["import", "exercise-responses"], ["record-activity"], ["respond"], ["decide"], ["reassign"],
-    ["close"], ["status"], ["list"], ["set-policy"],
+    ["close"], ["status"], ["list"], ["set-policy"], ["policy"], ["policy", "show"], ["policy", "set"],
+    ["outage"], ["outage", "declare"], ["outage", "list"], ["forecast"], ["rollout"], ["rollout", "list"],
+    ["rollout", "resume"], ["audit"],
 ]
 
 
@@ -107,11 +109,17 @@ async def test_every_subcommand_has_help(engine_env: EngineEnv) -> None:  # noqa
     failed = [run for run in runs if run.code != 0 or "usage: starter.py" not in run.stdout]
     assert not failed, "\n\n".join(map(str, failed))
     by_command = {" ".join(words): run.stdout for words, run in zip(SUBCOMMANDS, runs)}
-    for command in ["import", "record-activity", "respond", "decide", "status", "list", "set-policy"]:
+    for command in ["import", "record-activity", "respond", "decide", "status", "list", "set-policy", "policy",
+                    "outage", "forecast", "rollout"]:
         assert command in by_command[""], f"top-level --help does not mention {command}"
     assert "provider_contact_login" in by_command["import certificates"]
     assert "--occurred-at" in by_command["record-activity"]
     assert all(value in by_command["respond"] for value in ACCEPTED_RESPONSES)
+    for option in ["--inactivity-days", "--response-days", "--return-days", "--max-cycles", "--effective-from",
+                   "--reason", "--actor", "--dry-run", "--rate"]:
+        assert option in by_command["policy set"] and option in by_command["set-policy"], option
+    assert all(option in by_command["outage declare"] for option in ["--from", "--to", "--reason", "--actor"])
+    assert "--weeks" in by_command["forecast"]
 
 
 # --- refusals -----------------------------------------------------------------------------------
@@ -164,6 +172,20 @@ async def test_bad_input_is_refused_clearly_and_changes_nothing(
         assert word in run.stderr, f"{word!r} not in the message\n{run}"
     assert "Traceback" not in run.stderr, str(run)
     assert await query_status(client, ref) == before
+
+
+async def test_a_policy_change_dated_too_far_back_is_refused_and_changes_nothing(
+        engine_env: EngineEnv, registry: Registry, client: Client) -> None:  # noqa: F811
+    before = await query_status(client, registry.active)
+    three_days_ago = (datetime.now(timezone.utc) - timedelta(days=3)).isoformat()
+    run = await engine_env.starter("policy", "set", "--inactivity-days", "365", "--effective-from", three_days_ago,
+                                   "--reason", "back to 12 months", "--actor", "cli-test")
+    assert run.code == 2, str(run)
+    assert run.stderr.startswith("error: ") and "more than a day in the past" in run.stderr, str(run)
+    assert "Traceback" not in run.stderr, str(run)
+    shown = await engine_env.starter("policy", "show")
+    assert shown.code == 0 and "365 days" in shown.stdout and "cli-test" not in shown.stdout, str(shown)
+    assert await query_status(client, registry.active) == before
 
 
 async def test_status_of_an_unknown_certificate(engine_env: EngineEnv, worker: WorkerProcess,  # noqa: F811

@@ -39,7 +39,7 @@ async def test_demo_runs_on_embedded_servers_and_a_restart_loses_nothing(tmp_pat
     code, output = await demo(tmp_path / "data", *ports)
     assert code == 0, output
     assert f"Temporal Web UI: http://127.0.0.1:{ports[1]}/namespaces/default/workflows" in output
-    assert "certificates: 19 imported, 0 updated, 0 unchanged, 0 refused; 19 workflows started" in output
+    assert "certificates: 23 imported, 0 updated, 0 unchanged, 0 refused; 23 workflows started" in output
     first = stage_counts(output)
     assert first["Closed"] == 3 and first["LaaReview"] >= 3 and first["Active"] >= 3, output
     assert (tmp_path / "data" / "temporal.db").exists() and (tmp_path / "data" / "postgres").is_dir()

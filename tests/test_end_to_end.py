@@ -230,9 +230,34 @@ async def test_shortened_policy_makes_running_certificates_due_at_once(
     status = await wait_stage(client, ref, "Active")
     assert status["policy_version"] == 2
 
-    run = await engine_env.starter("set-policy", "--inactivity-days", "365", "--note", "back to 12 months")
+    # The dry run first: it shows the certificate falling due at once, and changes nothing.
+    run = await engine_env.starter("policy", "set", "--inactivity-days", "365", "--reason", "back to 12 months",
+                                   "--actor", "e2e-ops", "--dry-run")
+    assert run.code == 0, str(run)
+    at_once = next(line for line in run.stdout.splitlines() if line.strip().startswith("at once"))
+    assert ref in at_once, str(run)
+    assert (await query_status(client, ref))["policy_version"] == 2
+
+    run = await engine_env.starter("set-policy", "--inactivity-days", "365", "--note", "back to 12 months",
+                                   "--actor", "e2e-ops")  # the old name still works
     assert run.code == 0, str(run)
     assert "policy version 3: 365 days" in run.stdout, str(run)
+    assert "roll-out 1 finished" in run.stdout, str(run)
     status = await wait_stage(client, ref, "AwaitingResponse")
     assert status["policy_version"] == 3
     await wait_listed(client, f"PolicyVersion = 3 AND CaseReference = '{ref}'", workflow_id(ref))
+
+    # An outage across the response window moves the due date by its length.
+    due = datetime.fromisoformat(status["open_notification"]["due_date"])
+    start = datetime.now(timezone.utc) + timedelta(days=1)
+    run = await engine_env.starter("outage", "declare", "--from", start.isoformat(),
+                                   "--to", (start + timedelta(days=2)).isoformat(), "--reason", "CCMS upgrade",
+                                   "--actor", "e2e-ops")
+    assert run.code == 0, str(run)
+
+    async def moved() -> dict | None:
+        s = await query_status(client, ref)
+        return s if datetime.fromisoformat(s["open_notification"]["due_date"]) == due + timedelta(days=2) else None
+    status = await eventually(moved, "the due date moved by the outage")
+    [extension] = status["open_notification"]["extensions"]
+    assert extension["outage_id"] == 1 and extension["reason"] == "CCMS upgrade"

@@ -159,8 +159,10 @@ def test_load_of_unregistered_certificate_without_activity_waits_for_its_first_e
 def test_policy_version_taking_effect_asks_for_a_reload() -> None:
     change = LOADED_AT + timedelta(days=10)
     s = state(next_policy_change_at=change)
+    wake = rules.policy_wake_at(CASE, change)  # the certificate's own moment after the date
     assert isinstance(rules.next_step(s, change - timedelta(seconds=1)), rules.Wait)
-    assert rules.next_step(s, change) == rules.Reload()
+    assert rules.next_step(s, wake - timedelta(seconds=1)) == Wait(wake)
+    assert rules.next_step(s, wake) == rules.Reload()
 
 
 def test_load_takes_policy_and_next_policy_change() -> None:
@@ -294,7 +296,7 @@ def test_next_step_does_not_mutate_its_input() -> None:
 def test_wait_includes_an_earlier_policy_change() -> None:
     change = datetime(2026, 5, 17, 0, 0, tzinfo=UK)
     s = state(next_policy_change_at=change)
-    assert rules.next_step(s, datetime(2026, 1, 1, tzinfo=UTC)) == Wait(change)
+    assert rules.next_step(s, datetime(2026, 1, 1, tzinfo=UTC)) == Wait(rules.policy_wake_at(CASE, change))
 
 
 def test_shortened_policy_makes_certificate_due_at_once() -> None:

@@ -69,6 +69,7 @@ ALL_TABLES = {
     "users", "certificates", "activity_ledger", "notifications", "laa_tasks", "recoupments",
     "policy_versions", "exercise_responses", "audit_log", "email_digests", "schema_migrations",
     "closed_certificates",
+    "outages", "rollouts", "rollout_targets", "caseworkers",
 }
 RESPONSE_LABELS = [
     "Case Ongoing",
@@ -148,18 +149,19 @@ async def test_migrations_build_the_schema_from_an_empty_database(postgres: Post
             before = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
             assert before == []
 
-            assert await migrate(conn) == [1, 2, 3, 4]
+            assert await migrate(conn) == [1, 2, 3, 4, 5, 6]
             tables = {r["tablename"] for r in await conn.fetch(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
             assert tables == ALL_TABLES
 
             applied = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
             assert [(r["version"], r["name"]) for r in applied] == [
-                (1, "001_initial.sql"), (2, "002_email_digests.sql"), (3, "003_rules.sql"), (4, "004_mail.sql")]
+                (1, "001_initial.sql"), (2, "002_email_digests.sql"), (3, "003_rules.sql"), (4, "004_mail.sql"),
+                (5, "005_policy_outages.sql"), (6, "006_caseworkers.sql")]
 
             # Nothing is re-applied (a re-run of 001 would fail on CREATE TABLE anyway).
             assert await migrate(conn) == []
-            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 4
+            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 6
 
             policies = await conn.fetch("SELECT * FROM policy_versions ORDER BY version")
             assert [(p["version"], p["inactivity_days"]) for p in policies] == [(1, 365), (2, 608)]
@@ -817,7 +819,8 @@ async def test_add_policy_version_numbers_sequentially_and_audits(store: Store) 
 
     a3 = await audit_row(store, "policy-3")
     assert (a3["actor"], a3["action"], a3["at"], a3["case_reference"]) == ("POLICY-ADMIN", "policy_changed", T0, None)
-    assert a3["detail"] == {"version": 3, "inactivity_days": 450,
+    assert a3["detail"] == {"version": 3, "inactivity_days": 450, "response_due": "14 days, 0:00:00",
+                            "return_after": "21 days, 0:00:00", "max_unanswered_cycles": 3,
                             "effective_from": from_2027.isoformat(), "note": "15 months"}
     a4 = await audit_row(store, "policy-4")
     assert (a4["actor"], a4["at"], a4["detail"]["version"], a4["detail"]["inactivity_days"]) == (

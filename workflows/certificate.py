@@ -234,6 +234,11 @@ class CertificateWorkflow:
         """A new inactivity policy version was added: read it again and recompute."""
         self._reload = True
 
+    @workflow.signal(name="outages_changed")
+    def outages_changed(self) -> None:
+        """An outage was declared: read the outages again and move the response deadlines."""
+        self._reload = True
+
     @workflow.query(name="status")
     def status(self) -> CertificateStatus:
         return rules.status_of(self._state)

@@ -7,7 +7,9 @@ same key: run twice, it writes once.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -27,9 +29,16 @@ from icr.models import (
     CloseNotification,
     CloseTask,
     ExerciseResponse,
+    ExtendNotification,
     MarkNotificationOverdue,
     NotificationStatus,
+    OpenCertificate,
+    Outage,
+    OutageDeclaration,
+    OutageRecord,
     Policy,
+    PolicyChange,
+    PolicyRecord,
     QueueDailyDigests,
     RaiseNotification,
     RaiseTask,
@@ -37,10 +46,41 @@ from icr.models import (
     RecordResponse,
     Registration,
     Response,
+    RolloutKind,
+    RolloutRecord,
     UpdateContact,
     User,
     money,
 )
+
+# Every open certificate, from the registry and the ledger (events for an unregistered one
+# start its review too), with where its inactivity clock runs from: the latest of its
+# registry activity and its ledger (or the start of its grant date, UK time, when it has
+# neither), or a caseworker's later keep-open decision; the certificate's own review
+# (`rules.load`, `apply_events`, `apply_decision`) counts the same moments.
+_OPEN_CERTIFICATES = """
+    ledger AS (
+        SELECT case_reference, max(occurred_at) AS latest FROM activity_ledger GROUP BY case_reference
+    ), kept_open AS (
+        SELECT case_reference, max(decided_at) AS decided_at FROM laa_tasks
+        WHERE decision = 'keep_open' GROUP BY case_reference
+    ), known AS (
+        SELECT coalesce(c.case_reference, l.case_reference) AS case_reference,
+               c.case_reference IS NOT NULL AS registered, c.closed_at,
+               coalesce(greatest(c.last_activity_at, l.latest),
+                        c.granted_on::timestamp AT TIME ZONE 'Europe/London') AS anchor
+        FROM certificates c FULL JOIN ledger l ON l.case_reference = c.case_reference
+    ), open_certificates AS (
+        SELECT k.case_reference, k.registered, greatest(k.anchor, ko.decided_at) AS clock_from,
+               EXISTS (SELECT 1 FROM notifications n WHERE n.case_reference = k.case_reference
+                       AND n.is_open) AS notified,
+               EXISTS (SELECT 1 FROM laa_tasks t WHERE t.case_reference = k.case_reference
+                       AND t.is_open) AS tasked
+        FROM known k LEFT JOIN kept_open ko ON ko.case_reference = k.case_reference
+        WHERE k.closed_at IS NULL
+          -- closed while unregistered: no registry row holds the closure, its audit row does
+          AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.idempotency_key = k.case_reference || '-closed')
+    )"""
 
 
 async def _audit(conn: AnyConnection, key: str, case_reference: str | None, actor: str,
@@ -61,6 +101,24 @@ def _policy(row: asyncpg.Record) -> Policy:
         response_due=row["response_due"], return_after=row["return_after"],
         max_unanswered_cycles=row["max_unanswered_cycles"], effective_from=row["effective_from"],
     )
+
+
+def _policy_record(row: asyncpg.Record) -> PolicyRecord:
+    return PolicyRecord(**_policy(row).model_dump(), created_by=row["created_by"],
+                        created_at=row["created_at"], note=row["note"])
+
+
+def _outage(row: asyncpg.Record) -> OutageRecord:
+    return OutageRecord(outage_id=row["outage_id"], starts_at=row["starts_at"], ends_at=row["ends_at"],
+                        reason=row["reason"], declared_by=row["declared_by"], declared_at=row["declared_at"])
+
+
+def _rollout(row: asyncpg.Record) -> RolloutRecord:
+    return RolloutRecord(**{name: row[name] for name in RolloutRecord.model_fields})
+
+
+# The advisory lock class of roll-outs (the second key is the roll-out id).
+_ROLLOUT_LOCK = 0x1C2_0005
 
 
 @dataclass
@@ -107,6 +165,11 @@ class Store:
             closed_unregistered = await conn.fetchval(
                 "SELECT true FROM closed_certificates WHERE case_reference = $1", case_reference)
             policy, next_at = await self._policy_in_force(conn, at)
+            # Outages still to come or going on, and any that can move the open notification.
+            outages = await conn.fetch(
+                """SELECT * FROM outages WHERE ends_at > least($2, coalesce(
+                       (SELECT min(date_assigned) FROM notifications WHERE case_reference = $1 AND is_open), $2))
+                   ORDER BY starts_at, outage_id""", case_reference, at)
         registration = None
         if cert is not None:
             registration = Registration(
@@ -124,6 +187,7 @@ class Store:
                 reported_on=exercise["reported_on"]),
             policy=policy,
             next_policy_change_at=next_at,
+            outages=[Outage(**_outage(o).model_dump(include=set(Outage.model_fields))) for o in outages],
         )
 
     async def load_users(self, login_ids: list[str]) -> list[User]:
@@ -182,6 +246,16 @@ class Store:
         return await self.pool.fetch(
             "SELECT * FROM audit_log WHERE case_reference = $1 ORDER BY at, id", case_reference)
 
+    async def recent_audit(self, limit: int, case_reference: str | None = None,
+                           operators_only: bool = False) -> list[asyncpg.Record]:
+        """The latest audit rows, oldest of them first: one certificate's, the operators' (no
+        certificate: policy versions, outages, roll-outs, imports), or all."""
+        rows = await self.pool.fetch(
+            """SELECT * FROM audit_log
+               WHERE ($2::text IS NULL OR case_reference = $2) AND (NOT $3 OR case_reference IS NULL)
+               ORDER BY id DESC LIMIT $1""", limit, case_reference, operators_only)
+        return list(reversed(rows))
+
     # --- the workflow's steps --------------------------------------------------------------
 
     async def record_activity_events(self, step: RecordActivityEvents) -> list[str]:
@@ -229,6 +303,22 @@ class Store:
                 step.notification_id, NotificationStatus.OVERDUE.value, NotificationStatus.OPEN.value)
             await _audit(conn, f"{step.notification_id}-overdue", step.case_reference, "engine",
                          "notification_overdue", {"notification_id": step.notification_id}, step.at)
+
+    async def extend_notification(self, step: ExtendNotification) -> None:
+        """Outages moved the open notification's dates; keyed by where they moved it to."""
+        extensions = [e.model_dump(mode="json") for e in step.extensions]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """UPDATE notifications SET due_date = $2, return_date = $3, extensions = $4::jsonb,
+                       status = CASE WHEN $5 THEN $6 ELSE $7 END
+                   WHERE notification_id = $1 AND is_open""",
+                step.notification_id, step.due_date, step.return_date, json.dumps(extensions), step.overdue,
+                NotificationStatus.OVERDUE.value, NotificationStatus.OPEN.value)
+            await _audit(conn, f"{step.notification_id}-extended-{step.due_date.isoformat()}-"
+                               f"{step.return_date.isoformat()}", step.case_reference, "engine",
+                         "notification_extended",
+                         {"notification_id": step.notification_id, "due_date": step.due_date.isoformat(),
+                          "return_date": step.return_date.isoformat(), "extensions": extensions}, step.at)
 
     async def close_notification(self, step: CloseNotification) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -455,20 +545,170 @@ class Store:
                                  note: str, at: datetime, response_due: timedelta = timedelta(days=14),
                                  return_after: timedelta = timedelta(days=21),
                                  max_unanswered_cycles: int = 3) -> Policy:
+        change = PolicyChange(inactivity_days=inactivity_days, response_due=response_due,
+                              return_after=return_after, max_unanswered_cycles=max_unanswered_cycles,
+                              effective_from=effective_from, reason=note, actor=actor)
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("LOCK TABLE policy_versions IN EXCLUSIVE MODE")
-            version = await conn.fetchval("SELECT coalesce(max(version), 0) + 1 FROM policy_versions")
+            return await self._insert_policy_version(conn, change, at)
+
+    async def _insert_policy_version(self, conn: AnyConnection, change: PolicyChange, at: datetime) -> Policy:
+        await conn.execute("LOCK TABLE policy_versions IN EXCLUSIVE MODE")
+        version = await conn.fetchval("SELECT coalesce(max(version), 0) + 1 FROM policy_versions")
+        row = await conn.fetchrow(
+            """INSERT INTO policy_versions (version, inactivity_days, response_due, return_after,
+                   max_unanswered_cycles, effective_from, created_by, created_at, note)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *""",
+            version, change.inactivity_days, change.response_due, change.return_after,
+            change.max_unanswered_cycles, change.effective_from, change.actor, at, change.reason)
+        assert row is not None  # INSERT ... RETURNING always returns the row
+        await _audit(conn, f"policy-{version}", None, change.actor, "policy_changed",
+                     {"version": version, "inactivity_days": change.inactivity_days,
+                      "response_due": str(change.response_due), "return_after": str(change.return_after),
+                      "max_unanswered_cycles": change.max_unanswered_cycles,
+                      "effective_from": change.effective_from.isoformat(), "note": change.reason}, at)
+        return _policy(row)
+
+    async def policy_versions(self) -> list[PolicyRecord]:
+        rows = await self.pool.fetch("SELECT * FROM policy_versions ORDER BY effective_from, version")
+        return [_policy_record(r) for r in rows]
+
+    async def change_policy(self, change: PolicyChange, rate: float, at: datetime) -> tuple[Policy, RolloutRecord]:
+        """A new policy version and the roll-out that tells every open certificate, together."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            policy = await self._insert_policy_version(conn, change, at)
+            rollout = await self._start_rollout(conn, RolloutKind.POLICY, policy.version, change.actor,
+                                                change.reason, rate, at)
+            return policy, rollout
+
+    # --- outages -------------------------------------------------------------------------
+
+    async def declare_outage(self, declaration: OutageDeclaration, rate: float,
+                             at: datetime) -> tuple[OutageRecord, RolloutRecord]:
+        """A declared outage and the roll-out that tells the certificates it can affect, together."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("LOCK TABLE outages IN EXCLUSIVE MODE")
+            outage_id = await conn.fetchval("SELECT coalesce(max(outage_id), 0) + 1 FROM outages")
             row = await conn.fetchrow(
-                """INSERT INTO policy_versions (version, inactivity_days, response_due, return_after,
-                       max_unanswered_cycles, effective_from, created_by, created_at, note)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *""",
-                version, inactivity_days, response_due, return_after, max_unanswered_cycles,
-                effective_from, actor, at, note)
-            assert row is not None  # INSERT ... RETURNING always returns the row
-            await _audit(conn, f"policy-{version}", None, actor, "policy_changed",
-                         {"version": version, "inactivity_days": inactivity_days,
-                          "effective_from": effective_from.isoformat(), "note": note}, at)
-            return _policy(row)
+                """INSERT INTO outages (outage_id, starts_at, ends_at, reason, declared_by, declared_at)
+                   VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
+                outage_id, declaration.starts_at, declaration.ends_at, declaration.reason,
+                declaration.actor, at)
+            assert row is not None
+            await _audit(conn, f"outage-{outage_id}", None, declaration.actor, "outage_declared",
+                         {"outage_id": outage_id, "starts_at": declaration.starts_at.isoformat(),
+                          "ends_at": declaration.ends_at.isoformat(), "reason": declaration.reason}, at)
+            rollout = await self._start_rollout(conn, RolloutKind.OUTAGE, outage_id, declaration.actor,
+                                                declaration.reason, rate, at)
+            return _outage(row), rollout
+
+    async def outages(self) -> list[OutageRecord]:
+        rows = await self.pool.fetch("SELECT * FROM outages ORDER BY starts_at, outage_id")
+        return [_outage(r) for r in rows]
+
+    # --- the registry's view of open certificates, and roll-outs ------------------------------
+
+    async def open_certificates(self) -> list[OpenCertificate]:
+        rows = await self.pool.fetch(
+            f"""WITH {_OPEN_CERTIFICATES}
+                SELECT case_reference, clock_from, registered, notified OR tasked AS in_review
+                FROM open_certificates ORDER BY clock_from, case_reference""")
+        return [OpenCertificate(case_reference=r["case_reference"], clock_from=r["clock_from"],
+                                registered=r["registered"], in_review=r["in_review"]) for r in rows]
+
+    async def _start_rollout(self, conn: AnyConnection, kind: RolloutKind, subject: int, actor: str,
+                             reason: str, rate: float, at: datetime) -> RolloutRecord:
+        await conn.execute("LOCK TABLE rollouts IN EXCLUSIVE MODE")
+        rollout_id = await conn.fetchval("SELECT coalesce(max(rollout_id), 0) + 1 FROM rollouts")
+        if kind == RolloutKind.POLICY:
+            # A policy roll-out tells every open certificate to read the registry again, which
+            # is all that any earlier unfinished roll-out had still to do.
+            await conn.execute(
+                """UPDATE rollouts SET status = 'superseded', updated_at = $2
+                   WHERE status IN ('running', 'interrupted') AND rollout_id < $1""", rollout_id, at)
+        row = await conn.fetchrow(
+            """INSERT INTO rollouts (rollout_id, kind, subject, started_by, reason, started_at, rate, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $6) RETURNING *""",
+            rollout_id, kind.value, subject, actor, reason, at, rate)
+        assert row is not None
+        await _audit(conn, f"rollout-{rollout_id}-started", None, actor, "rollout_started",
+                     {"rollout_id": rollout_id, "kind": kind.value, "subject": subject, "rate": rate,
+                      "reason": reason}, at)
+        return _rollout(row)
+
+    async def rollout(self, rollout_id: int) -> RolloutRecord | None:
+        row = await self.pool.fetchrow("SELECT * FROM rollouts WHERE rollout_id = $1", rollout_id)
+        return None if row is None else _rollout(row)
+
+    async def rollouts(self) -> list[RolloutRecord]:
+        return [_rollout(r) for r in await self.pool.fetch("SELECT * FROM rollouts ORDER BY rollout_id")]
+
+    async def add_rollout_targets(self, rollout: RolloutRecord) -> int:
+        """Take the open certificates the roll-out is to reach and has not taken yet (all of
+        them at first; later, those that appeared since); returns how many were new. An
+        outage roll-out takes only those it can affect: an open notification, or a deadline
+        before the outage ends under the shortest inactivity period of any version."""
+        async with self.pool.acquire() as conn:
+            status = await conn.execute(
+                f"""WITH {_OPEN_CERTIFICATES}
+                    INSERT INTO rollout_targets (rollout_id, case_reference, clock_from)
+                    SELECT $1, o.case_reference, o.clock_from FROM open_certificates o
+                    WHERE $2 = 'policy' OR o.notified OR o.clock_from +
+                          make_interval(days => (SELECT min(inactivity_days) FROM policy_versions))
+                          < (SELECT ends_at FROM outages WHERE outage_id = $3)
+                    ON CONFLICT (rollout_id, case_reference) DO NOTHING""",
+                rollout.rollout_id, rollout.kind.value, rollout.subject)
+        return int(status.split()[-1])
+
+    async def next_rollout_targets(self, rollout_id: int, limit: int) -> list[str]:
+        """The next certificates to reach, oldest clock (so oldest deadline) first."""
+        rows = await self.pool.fetch(
+            """SELECT case_reference FROM rollout_targets WHERE rollout_id = $1 AND reached_at IS NULL
+               ORDER BY clock_from, case_reference LIMIT $2""", rollout_id, limit)
+        return [r["case_reference"] for r in rows]
+
+    async def mark_reached(self, rollout_id: int, case_reference: str, running: bool, at: datetime) -> None:
+        await self.pool.execute(
+            """UPDATE rollout_targets SET reached_at = $3, running = $4
+               WHERE rollout_id = $1 AND case_reference = $2 AND reached_at IS NULL""",
+            rollout_id, case_reference, at, running)
+
+    async def record_rollout_progress(self, rollout_id: int, at: datetime, status: str | None = None,
+                                      actor: str | None = None) -> RolloutRecord:
+        """Count the roll-out's progress into its row; with a status (finished, interrupted,
+        running again), also audit who and how far it got."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """UPDATE rollouts r SET total = c.total, done = c.done, not_running = c.not_running,
+                       updated_at = $2, status = coalesce($3, r.status),
+                       finished_at = CASE WHEN $3 = 'finished' THEN $2 ELSE r.finished_at END
+                   FROM (SELECT count(*) AS total, count(reached_at) AS done,
+                                count(*) FILTER (WHERE NOT running) AS not_running
+                         FROM rollout_targets WHERE rollout_id = $1) c
+                   WHERE r.rollout_id = $1 RETURNING r.*""", rollout_id, at, status)
+            if row is None:
+                raise LookupError(f"no roll-out {rollout_id}")
+            record = _rollout(row)
+            if status is not None:
+                action = {"finished": "rollout_finished", "interrupted": "rollout_interrupted",
+                          "running": "rollout_resumed"}[status]
+                await _audit(conn, f"rollout-{rollout_id}-{status}-{at.isoformat()}", None,
+                             actor or record.started_by, action,
+                             {"rollout_id": rollout_id, "kind": record.kind.value, "subject": record.subject,
+                              "done": record.done, "total": record.total, "not_running": record.not_running},
+                             at)
+            return record
+
+    @contextlib.asynccontextmanager
+    async def rollout_lock(self, rollout_id: int) -> AsyncIterator[bool]:
+        """Held while one process runs the roll-out (released if it dies: the lock belongs to
+        its connection); yields False when another process holds it."""
+        async with self.pool.acquire() as conn:
+            held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", _ROLLOUT_LOCK, rollout_id))
+            try:
+                yield held
+            finally:
+                if held:
+                    await conn.execute("SELECT pg_advisory_unlock($1, $2)", _ROLLOUT_LOCK, rollout_id)
 
     async def firms_with_users(self, firm_ids: list[str]) -> set[str]:
         """Those of `firm_ids` that are known: at least one user in the directory."""

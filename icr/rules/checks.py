@@ -18,6 +18,8 @@ from icr.models import (
     Decision,
     IcrStage,
     LaaDecisionRequest,
+    OutageDeclaration,
+    PolicyChange,
     ReassignContactRequest,
     RespondRequest,
     Response,
@@ -30,6 +32,9 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 MESSAGE_MAX_CHARS = 2000
 EVENT_ID_MAX_CHARS = 200
 RESPONDING_ROLES = frozenset({Role.CASE_MANAGEMENT, Role.CASE_MANAGEMENT_SUPERVISOR})
+# A policy version may be dated a little in the past (written up after a decision taken
+# yesterday), never further: certificates would have fallen due under it already.
+POLICY_BACKDATING = timedelta(days=1)
 
 
 class Refused(Exception):
@@ -248,3 +253,50 @@ def authorize_reassign(
             f"new contact {request.new_contact_login_id!r} cannot respond to notifications "
             "(a pre-SiLAS username, or no case management role)",
         )
+
+
+def _days(period: timedelta) -> str:
+    whole = period / timedelta(days=1)
+    return f"{whole:g} days" if whole >= 1 else str(period)
+
+
+def _check_who_and_why(reason: str, actor: str) -> None:
+    if not reason.strip():
+        raise Refused("missing_reason", "a reason is required (--reason): it goes in the audit log")
+    if not actor.strip():
+        raise Refused("missing_actor", "who is making the change is required (--actor): it goes in the audit log")
+
+
+def check_policy_change(change: PolicyChange, now: datetime) -> None:
+    """Every period of a policy version is positive, the return comes after the due date, it
+    takes effect no more than a day in the past, and it names who and why."""
+    for name, days in [("inactivity days", change.inactivity_days),
+                       ("maximum unanswered cycles", change.max_unanswered_cycles)]:
+        if days <= 0:
+            raise Refused("not_positive", f"{name} must be more than 0 (got {days})")
+    for name, period in [("response days", change.response_due), ("return days", change.return_after)]:
+        if period <= timedelta(0):
+            raise Refused("not_positive", f"{name} must be more than 0 (got {_days(period)})")
+    if change.return_after <= change.response_due:
+        raise Refused("return_not_after_due",
+                      f"the return ({_days(change.return_after)}) must come after the due date "
+                      f"({_days(change.response_due)})")
+    if change.effective_from.tzinfo is None or change.effective_from.utcoffset() is None:
+        raise Refused("naive_time", "the effective date must carry a timezone, e.g. 2026-09-01T00:00:00+01:00")
+    if change.effective_from < now - POLICY_BACKDATING:
+        raise Refused("effective_too_early",
+                      f"the effective date {change.effective_from.isoformat()} is more than a day in "
+                      "the past; a version takes effect from now or later (at most a day back)")
+    _check_who_and_why(change.reason, change.actor)
+
+
+def check_outage(declaration: OutageDeclaration) -> None:
+    """An outage window ends after it starts, with timezones, and names who and why."""
+    for name, at in [("--from", declaration.starts_at), ("--to", declaration.ends_at)]:
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise Refused("naive_time", f"{name} must carry a timezone, e.g. 2026-06-05T00:00:00+01:00")
+    if declaration.ends_at <= declaration.starts_at:
+        raise Refused("outage_not_after_start",
+                      f"the outage must end after it starts ({declaration.starts_at.isoformat()} to "
+                      f"{declaration.ends_at.isoformat()})")
+    _check_who_and_why(declaration.reason, declaration.actor)

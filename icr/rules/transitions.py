@@ -29,6 +29,7 @@ from icr.models import (
     CloseTask,
     Decision,
     Effect,
+    ExtendNotification,
     FollowUpWatch,
     HistoryEntry,
     LaaDecisionRequest,
@@ -53,7 +54,15 @@ from icr.rules.checks import (
     check_event,
     check_response,
 )
-from icr.rules.dates import financial_year_end_after, inactivity_deadline, start_of_day_uk
+from icr.rules.dates import (
+    extended_deadline,
+    financial_year_end_after,
+    inactivity_deadline,
+    outage_end,
+    outage_extensions,
+    policy_wake_at,
+    start_of_day_uk,
+)
 from icr.rules.letters import NOTIFICATION_SUBJECT, notification_letter
 from icr.rules.views import stage_of
 
@@ -77,7 +86,8 @@ class Transition:
 
 @dataclass
 class Reload:
-    """A new policy version takes effect now: read the registry again."""
+    """A new policy version is in force (this certificate's moment to take it up has come):
+    read the registry again."""
 
 
 @dataclass
@@ -118,6 +128,12 @@ def load(state: CertificateState, snapshot: CertificateSnapshot, now: datetime) 
                           f"({snapshot.policy.inactivity_days} days)")
         s.policy = snapshot.policy
     s.next_policy_change_at = snapshot.next_policy_change_at
+    known = {o.outage_id for o in s.outages}
+    for outage in snapshot.outages:
+        if outage.outage_id not in known:
+            _note(s, now, f"outage {outage.outage_id} declared: {outage.starts_at.isoformat()} to "
+                          f"{outage.ends_at.isoformat()} ({outage.reason})")
+    s.outages = list(snapshot.outages)
     if snapshot.exercise_response is not None and not s.on_exercise_list:
         s.exercise_response = snapshot.exercise_response
     if snapshot.last_activity_at is not None and (
@@ -143,6 +159,8 @@ def load(state: CertificateState, snapshot: CertificateSnapshot, now: datetime) 
         # What the task was waiting for has come: the review carries on by itself.
         effects.append(_close_task(s, now, "registered"))
         _note(s, now, "registered: the review carries on")
+    if s.notification is not None:
+        effects.extend(_extend_for_outages(s, now))
     if snapshot.closed and s.closed_at is None:
         # Closed elsewhere before this run knew: nothing reopens a certificate.
         s.closed_at = now
@@ -235,11 +253,15 @@ def next_step(state: CertificateState, now: datetime) -> Transition | Reload | W
     s = state
     if s.closed_at is not None or s.policy is None:
         return Wait(None)
-    if s.next_policy_change_at is not None and now >= s.next_policy_change_at:
-        return Reload()
     wakes: list[datetime] = []
+    # A version dated in the future is taken up at this certificate's own moment shortly after
+    # its date; until then it does not fall due under the version going out.
+    changing = s.next_policy_change_at is not None and now >= s.next_policy_change_at
     if s.next_policy_change_at is not None:
-        wakes.append(s.next_policy_change_at)
+        wake = policy_wake_at(s.case_reference, s.next_policy_change_at)
+        if now >= wake:
+            return Reload()
+        wakes.append(wake)
 
     n = s.notification
     if n is not None:
@@ -273,10 +295,15 @@ def next_step(state: CertificateState, now: datetime) -> Transition | Reload | W
         wakes.append(s.follow_up.due_at)
 
     deadline = inactivity_deadline(s)  # None until a registration or an event starts the clock
-    if n is None and not blocked and deadline is not None:
-        if now >= deadline:
-            return _fall_due(s, now)
-        wakes.append(deadline)
+    if n is None and not blocked and deadline is not None and not changing:
+        if now < deadline:
+            wakes.append(deadline)
+        else:
+            # Falling due during a declared outage: raised when the outage ends.
+            ends = outage_end(now, s.outages)
+            if ends is None:
+                return _fall_due(s, now)
+            wakes.append(ends)
     return Wait(min(wakes) if wakes else None)
 
 
@@ -290,7 +317,50 @@ def _fall_due(state: CertificateState, now: datetime) -> Transition:
         return _settle(Transition(s, effects))
     if s.exercise_response is not None and not s.on_exercise_list:
         return _apply_exercise(s, now)
-    return _settle(Transition(s, [_raise_notification(s, now)]))
+    return _settle(Transition(s, _notify(s, now)))
+
+
+def _notify(s: CertificateState, now: datetime) -> list[Effect]:
+    """Mutates `s`: raises the next notification; one whose dates a declared outage already
+    moves records that extension too."""
+    raised = _raise_notification(s, now)
+    assert s.notification is not None
+    if not s.notification.extensions:
+        return [raised]
+    return [raised, _extension_effect(s, now)]
+
+
+def _extension_effect(s: CertificateState, now: datetime) -> ExtendNotification:
+    n = s.notification
+    assert n is not None
+    return ExtendNotification(case_reference=s.case_reference, notification_id=n.notification_id,
+                              due_date=n.due_date, return_date=n.return_date, overdue=n.overdue,
+                              extensions=list(n.extensions), at=now)
+
+
+def _extend_for_outages(s: CertificateState, now: datetime) -> list[Effect]:
+    """Mutates `s`: the open notification's due date and return date, worked out again from
+    the declared outages (a new outage moves them; it may even take back an overdue)."""
+    n = s.notification
+    assert n is not None
+    # A notification raised before its periods were kept: they are what its dates say.
+    if n.response_period is None or n.return_period is None:
+        n.response_period = n.due_date - n.date_assigned
+        n.return_period = n.return_date - n.date_assigned
+    due_date, due_by = extended_deadline(n.date_assigned, n.response_period, s.outages)
+    return_date, return_by = extended_deadline(n.date_assigned, n.return_period, s.outages)
+    extensions = outage_extensions(s.outages, due_by, return_by)
+    if (due_date, return_date, extensions) == (n.due_date, n.return_date, n.extensions):
+        return []
+    if now >= n.return_date:
+        return []  # already returned (the run loop returns it next): too late to extend
+    n.due_date, n.return_date, n.extensions = due_date, return_date, extensions
+    if n.overdue and now < due_date:
+        n.overdue = False
+    moved = ", ".join(f"outage {e.outage_id}" for e in extensions) or "no outage"
+    _note(s, now, f"notification {n.notification_id} due {due_date.isoformat()}, returned "
+                  f"{return_date.isoformat()} ({moved})")
+    return [_extension_effect(s, now)]
 
 
 def _apply_exercise(state: CertificateState, now: datetime) -> Transition:
@@ -324,13 +394,18 @@ def _raise_notification(s: CertificateState, now: datetime) -> RaiseNotification
     assert s.policy is not None and s.registration is not None
     s.notifications_raised += 1
     s.notification_cycle += 1
+    due_date, due_by = extended_deadline(now, s.policy.response_due, s.outages)
+    return_date, return_by = extended_deadline(now, s.policy.return_after, s.outages)
     notification = OpenNotification(
         notification_id=f"ICR-{s.case_reference}-{s.notifications_raised:03d}",
         cycle=s.notification_cycle,
         assigned_to=s.registration.provider_contact_login,
         date_assigned=now,
-        due_date=now + s.policy.response_due,
-        return_date=now + s.policy.return_after,
+        due_date=due_date,
+        return_date=return_date,
+        response_period=s.policy.response_due,
+        return_period=s.policy.return_after,
+        extensions=outage_extensions(s.outages, due_by, return_by),
     )
     s.notification = notification
     _note(s, now, f"notification {notification.notification_id} raised "
@@ -371,7 +446,7 @@ def _return_notification(state: CertificateState, now: datetime) -> Transition:
         effects.extend(_raise_task(s, TaskKind.NO_RESPONSE, now, blocking=False,
                                    notification_id=returned.notification_id,
                                    detail="no response in 21 days; notification resent"))
-        effects.append(_raise_notification(s, now))
+        effects.extend(_notify(s, now))
     return _settle(Transition(s, effects))
 
 

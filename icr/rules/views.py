@@ -44,7 +44,7 @@ def status_of(state: CertificateState) -> CertificateStatus:
         open_notification=None if n is None else NotificationView(
             notification_id=n.notification_id, assigned_to=n.assigned_to,
             date_assigned=n.date_assigned, due_date=n.due_date, return_date=n.return_date,
-            overdue=n.overdue),
+            overdue=n.overdue, extensions=list(n.extensions)),
         open_task=None if state.task is None else TaskView(task_id=state.task.task_id, kind=state.task.kind),
         follow_up_due_at=state.follow_up.due_at if state.follow_up else None,
         on_exercise_list=state.on_exercise_list,
