@@ -34,7 +34,8 @@ async def notify(engine: Engine, ref: str, contact: str, at: datetime) -> str:
         case_reference=ref, notification_id=notification_id, cycle=1, provider_firm_id="26517",
         assigned_to=contact, date_assigned=at, due_date=at + timedelta(days=14),
         return_date=at + timedelta(days=21), subject=NOTIFICATION_SUBJECT,
-        letter=notification_letter(ref, at + timedelta(days=14))))
+        letter=notification_letter(ref, at + timedelta(days=14), response_due=timedelta(days=14),
+                                   return_after=timedelta(days=21))))
     return notification_id
 
 
