@@ -186,24 +186,21 @@ class CertificateClient:
 
     async def respond(self, case_reference: str, request: RespondRequest) -> RespondResult:
         """The provider's answer; a refusal raises MessageRefused with the rules' code."""
-        try:
-            # The SDK's stubs read an async update's coroutine as its result type: hence the ignore.
-            result: RespondResult = await self.handle(case_reference).execute_update(
-                CertificateWorkflow.respond, request)  # type: ignore[arg-type]
-            return result
-        except WorkflowUpdateFailedError as err:
-            raise _refused(err) from None
-        except RPCError as err:
-            if _not_found(err):
-                raise CertificateNotFound(case_reference) from None
-            raise
+        result: RespondResult = await self._update(case_reference, CertificateWorkflow.respond, request)
+        return result
 
     async def reassign(self, case_reference: str, request: ReassignContactRequest) -> ReassignContactResult:
         """A Cross Office user points the certificate at another provider user."""
+        result: ReassignContactResult = await self._update(case_reference, CertificateWorkflow.reassign_contact,
+                                                           request)
+        return result
+
+    async def _update(self, case_reference: str, update: Any, request: Any) -> Any:
+        """Run an update; its refusal comes back as MessageRefused, an unknown certificate as
+        CertificateNotFound. (`update` is Any: the SDK's stubs read an async update's
+        coroutine as its result type.)"""
         try:
-            reassigned: ReassignContactResult = await self.handle(case_reference).execute_update(
-                CertificateWorkflow.reassign_contact, request)  # type: ignore[arg-type]
-            return reassigned
+            return await self.handle(case_reference).execute_update(update, request)
         except WorkflowUpdateFailedError as err:
             raise _refused(err) from None
         except RPCError as err:
