@@ -43,6 +43,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     SearchAttributeKey.for_datetime("ResponseDueDate"),
     SearchAttributeKey.for_int("NotificationCycle"),
     SearchAttributeKey.for_int("PolicyVersion"),
+    SearchAttributeKey.for_keyword("OpenTaskKind"),
 ]
 
 T = TypeVar("T")

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         CloseCertificate,
         CloseCertificateRequest,
         CloseCertificateResult,
+        DecideResult,
         Effect,
         LaaDecisionRequest,
         LoadCertificateInput,
@@ -84,6 +85,7 @@ class CertificateWorkflow:
                                     f"{rules.workflow_id_for(input.case_reference)!r}")
         except rules.Refused as refused:
             raise _refusal(refused) from None
+        workflow.set_current_details(rules.current_details(self._state))
         while True:
             async with self._lock:
                 await self._handle_messages()
@@ -100,8 +102,9 @@ class CertificateWorkflow:
                 await self._continue_as_new(input)
             self._changed = False
             timeout = None if step.until is None else max(step.until - workflow.now(), timedelta(0))
+            summary = None if step.until is None else rules.wait_summary(self._state, step.until)
             try:
-                await workflow.wait_condition(self._has_work, timeout=timeout)
+                await workflow.wait_condition(self._has_work, timeout=timeout, timeout_summary=summary)
             except asyncio.TimeoutError:
                 pass
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -114,7 +117,8 @@ class CertificateWorkflow:
         if self._reload:
             self._reload = False
             snapshot = await self._step("load_certificate", LoadCertificateInput(
-                case_reference=self._state.case_reference, at=workflow.now()), CertificateSnapshot)
+                case_reference=self._state.case_reference, at=workflow.now()), CertificateSnapshot,
+                "read the registry")
             await self._apply(rules.load(self._state, snapshot, workflow.now()))
         if self._events:
             events, self._events = self._events, []
@@ -139,8 +143,8 @@ class CertificateWorkflow:
             await self._run_effect(refusal)
         if not accepted:
             return
-        result = await self._step("record_activity_events", RecordActivityEvents(
-            case_reference=self._state.case_reference, events=accepted, received_at=now), RecordActivityResult)
+        step = RecordActivityEvents(case_reference=self._state.case_reference, events=accepted, received_at=now)
+        result = await self._step(step.kind, step, RecordActivityResult, rules.step_summary(step))
         new_ids = set(result.new_event_ids)
         new: list[ActivityEvent] = []
         for event in accepted:
@@ -161,14 +165,16 @@ class CertificateWorkflow:
         self._state = transition.state
         self._changed = True
         self._upsert_search_attributes()
+        workflow.set_current_details(rules.current_details(self._state))
 
     async def _run_effect(self, effect: Effect) -> Any:
-        return await self._step(effect.kind, effect, RESULT_TYPES.get(effect.kind))
+        return await self._step(effect.kind, effect, RESULT_TYPES.get(effect.kind), rules.step_summary(effect))
 
-    async def _step(self, name: str, arg: Any, result_type: type | None) -> Any:
+    async def _step(self, name: str, arg: Any, result_type: type | None, summary: str) -> Any:
+        # The summary names the step in the Web UI's timeline; never personal data.
         return await workflow.execute_local_activity(
             name, arg, result_type=result_type, start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=STEP_RETRY)
+            retry_policy=STEP_RETRY, summary=summary)
 
     def _upsert_search_attributes(self) -> None:
         wanted = rules.search_attributes(self._state)
@@ -244,6 +250,26 @@ class CertificateWorkflow:
         except rules.Refused as refused:
             raise _refusal(refused) from None
 
+    @workflow.update(name="decide")
+    async def decide(self, request: LaaDecisionRequest) -> DecideResult:
+        """The `laa_decision` signal as an update: a refusal comes back to the caseworker."""
+        async with self._lock:
+            try:
+                decision = rules.check_decision(self._state, request)
+            except rules.Refused as refused:
+                raise _refusal(refused) from None
+            assert self._state.task is not None
+            task_id = self._state.task.task_id
+            await self._apply(rules.apply_decision(self._state, request, workflow.now()))
+        return DecideResult(task_id=task_id, decision=decision, stage=self._state.stage)
+
+    @decide.validator
+    def _validate_decide(self, request: LaaDecisionRequest) -> None:
+        try:
+            rules.check_decision(self._state, request)
+        except rules.Refused as refused:
+            raise _refusal(refused) from None
+
     @workflow.update(name="reassign_contact")
     async def reassign_contact(self, request: ReassignContactRequest) -> ReassignContactResult:
         users = await self._users([request.user_login_id, request.new_contact_login_id])
@@ -267,5 +293,5 @@ class CertificateWorkflow:
 
     async def _users(self, login_ids: list[str]) -> dict[str, User]:
         result: LoadUsersResult = await self._step("load_users", LoadUsersInput(login_ids=login_ids),
-                                                   LoadUsersResult)
+                                                   LoadUsersResult, "read the user directory")
         return {u.login_id: u for u in result.users}
