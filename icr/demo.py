@@ -316,15 +316,17 @@ def print_hints(rt: Runtime, found: dict[str, list[str]]) -> None:
         ("the review queue", queue_query("review")),
         ("the escalation queue", queue_query("escalation")),
     ]
+    hints = []
     for what, query in filters:
-        print(f"  {what + ':':<36} {query}")
+        hints.append((what, query))
         if ui:
-            print(f"  {'':<36} {web_ui_link(ui, namespace, query)}")
-    print("  the queue on the command line:      ./run starter queue --kind review")
+            hints.append(("", web_ui_link(ui, namespace, query)))
+    hints.append(("the queue on the command line", "./run starter queue --kind review"))
     if found["Overdue"]:
-        print(f"  an overdue certificate now:          ./run starter status {sorted(found['Overdue'])[0]}")
+        hints.append(("an overdue certificate now", f"./run starter status {sorted(found['Overdue'])[0]}"))
     if found["LaaReview"]:
-        ref = sorted(found["LaaReview"])[0]
-        print(f"  one waiting for a decision now:      ./run starter decide {ref} --caseworker ME "
-              "--decision keep_open --reason 'bill expected'")
+        hints.append(("one waiting for a decision now", f"./run starter decide {sorted(found['LaaReview'])[0]} "
+                                                        "--caseworker ME --decision keep_open --reason 'bill expected'"))
+    for what, hint in hints:
+        print(f"  {what + ':' if what else '':<36} {hint}")
     print(flush=True)

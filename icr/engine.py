@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,7 +25,10 @@ from temporalio.client import (
     ScheduleSpec,
     TLSConfig,
 )
+from temporalio.api.failure.v1 import Failure
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DefaultFailureConverter, PayloadConverter
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
@@ -39,6 +43,21 @@ from workflows.digest import DIGEST_WORKFLOW_ID, DailyDigestWorkflow
 
 log = structlog.get_logger(__name__)
 
+
+class RefusalFailureConverter(DefaultFailureConverter):
+    """A rule's refusal (a benign ApplicationError) is an answer, not a fault: it reaches the
+    caller (the Web UI's Send an Update, the command line) as its message alone, without the
+    worker's Python stack."""
+
+    def to_failure(self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure) -> None:
+        super().to_failure(exception, payload_converter, failure)
+        if isinstance(exception, ApplicationError) and exception.category == ApplicationErrorCategory.BENIGN:
+            failure.stack_trace = ""
+
+
+DATA_CONVERTER = dataclasses.replace(pydantic_data_converter, failure_converter_class=RefusalFailureConverter)
+
+
 async def connect_temporal(settings: Settings, address: str) -> Client:
     tls: bool | TLSConfig = settings.temporal_tls
     if settings.temporal_tls_ca_cert or settings.temporal_tls_client_cert:
@@ -50,7 +69,7 @@ async def connect_temporal(settings: Settings, address: str) -> Client:
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         address, namespace=settings.temporal_namespace, api_key=api_key,
-        tls=tls or bool(api_key), data_converter=pydantic_data_converter)
+        tls=tls or bool(api_key), data_converter=DATA_CONVERTER)
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> None:

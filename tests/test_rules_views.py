@@ -225,7 +225,7 @@ def test_current_details_of_an_overdue_certificate() -> None:
     # UK time: 10:00 UTC is 11:00 BST.
     assert (f"- **Open notification** {ID1} (cycle 1 of 3): due 2026-05-31 11:00, returned 2026-06-07 11:00 "
             "if unanswered — **overdue**") in lines
-    assert "- **Inactivity deadline** 2026-05-17 11:00 (falls due unless activity is recorded)" in lines
+    assert "- **Inactivity deadline** 2026-05-17 11:00 (reached: under review)" in lines
     assert "- **Payments on account outstanding** £750.00" in lines
     assert "Open task" not in details and "To decide" not in details
     # The last events, newest first, without the login id the notification was assigned to.
@@ -266,7 +266,7 @@ def test_current_details_after_a_decision_name_no_caseworker_and_no_reason(decis
     else:
         assert details.startswith("**Active: the inactivity clock is running**")
         assert "- **Follow-up** due 2027-04-01 00:00 unless a bill arrives" in details
-        assert "- **Inactivity deadline** 2028-07-31 10:00 (falls due unless activity is recorded)" in details
+        assert "- **Falls due** 2028-07-31 10:00 unless activity is recorded before then" in details
     _no_personal_data(details)
 
 

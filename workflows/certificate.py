@@ -13,7 +13,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 with workflow.unsafe.imports_passed_through():
     from icr import rules
@@ -57,7 +57,9 @@ DEFAULT_HISTORY_LIMIT = 5_000
 
 
 def _refusal(refused: rules.Refused) -> ApplicationError:
-    return ApplicationError(refused.message, type=refused.code, non_retryable=True)
+    # Benign: a refusal is the rules' answer, not a fault (no error logs; no stack for the caller).
+    return ApplicationError(refused.message, type=refused.code, non_retryable=True,
+                            category=ApplicationErrorCategory.BENIGN)
 
 
 @workflow.defn(name="CertificateWorkflow")

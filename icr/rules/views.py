@@ -151,8 +151,10 @@ def current_details(state: CertificateState) -> str:
             lines.append(f"- **Recouped** £{r.amount} on {uk_time(r.at)}")
     else:
         deadline = inactivity_deadline(state)
-        if deadline is not None:
-            lines.append(f"- **Inactivity deadline** {uk_time(deadline)} (falls due unless activity is recorded)")
+        if deadline is not None and (state.notification is not None or state.task is not None):
+            lines.append(f"- **Inactivity deadline** {uk_time(deadline)} (reached: under review)")
+        elif deadline is not None:
+            lines.append(f"- **Falls due** {uk_time(deadline)} unless activity is recorded before then")
         n = state.notification
         if n is not None:
             limit = state.policy.max_unanswered_cycles if state.policy else None
@@ -179,6 +181,7 @@ def current_details(state: CertificateState) -> str:
         lines += ["", "To decide: *More Actions* → *Send an Update* → `decide`, with "
                       f'`{{"caseworker": "YOUR-ID", "decision": "keep_open", "reason": "...", '
                       f'"task_id": "{t.task_id}"}}` (or `"close"`).']
+    lines += ["", "*Times are UK time.*"]
     return "\n".join(lines)
 
 
