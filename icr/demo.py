@@ -237,11 +237,14 @@ async def keep_stages_populated(rt: Runtime) -> None:
     started = loop.time()
     beat = 0
     drivers: set[asyncio.Task[None]] = set()
-    while True:
-        beat += 1
+    while True:  # the first arrivals at once (after a restart, the stages have thinned)
         await asyncio.sleep(max(started + beat * ARRIVAL_EVERY.total_seconds() - loop.time(), 0))
+        beat += 1
         try:
             now = datetime.now(timezone.utc)
+            policy, _ = await rt.store.policy_in_force(now)
+            if policy.response_due != DEMO_DUE:  # the real periods are back: arrivals would only pile up
+                continue
             found = await stages(rt)
             new = arrivals(now, len(found["LaaReview"]))
             await _import_arrivals(rt, new, now)
