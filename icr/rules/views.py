@@ -129,8 +129,8 @@ def task_asks(state: CertificateState, task: OpenTask) -> str:
         return f"the provider answered {label or 'that the case is complete'}: close, or keep open"
     if task.kind == TaskKind.NO_RESPONSE:
         if not task.blocking:
-            return "no response in 21 days; the notification was sent again (a decision is optional)"
-        return "no response in 21 days; an exercise certificate, not sent again: close, or keep open"
+            return "no response by the return date; the notification was sent again (a decision is optional)"
+        return "no response by the return date; an exercise certificate, not sent again: close, or keep open"
     if task.kind == TaskKind.ESCALATION:
         return (f"{state.notification_cycle} notifications in a row unanswered: contract manager "
                 "intervention; close, or keep open")
