@@ -16,7 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 from temporalio.service import RPCError
@@ -26,9 +26,12 @@ from icr.client import (
     CertificateClient,
     CertificateClosed,
     CertificateNotFound,
+    CertificateListing,
     MessageRefused,
     NoWorker,
     list_query,
+    queue_query,
+    web_ui_link,
 )
 from icr.db.outbox import Outbox
 from icr.codec import PayloadKeyError, PayloadKeys
@@ -49,6 +52,7 @@ from icr.models import (
     RespondRequest,
     Response,
     RolloutRecord,
+    TaskKind,
 )
 from icr.progress import ProgressBar
 from icr.rollout import DEFAULT_RATE, RolloutBusy, run_rollout
@@ -77,6 +81,20 @@ def _case_reference(value: str) -> str:
         return rules.check_case_reference(value)
     except rules.Refused as refused:
         raise argparse.ArgumentTypeError(refused.message) from None
+
+
+def _response(value: str) -> str:
+    values = [r.value for r in Response]
+    if value not in values:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a response; use one of: {', '.join(values)}")
+    return value
+
+
+def _message(value: str) -> str:
+    if len(value) > rules.MESSAGE_MAX_CHARS:
+        raise argparse.ArgumentTypeError(f"message is {len(value)} characters; at most "
+                                         f"{rules.MESSAGE_MAX_CHARS} are allowed")
+    return value
 
 
 def _timestamp(value: str) -> datetime:
@@ -114,6 +132,9 @@ def _certificates(rt: Runtime) -> CertificateClient:
 
 
 async def _status(certificates: CertificateClient, case_reference: str) -> CertificateStatus:
+    # Only a worker answers a query or an update: say so at once rather than time out.
+    if not await certificates.worker_polling():
+        raise CliError(str(NoWorker(certificates.task_queue)), EXIT_UNAVAILABLE)
     try:
         return await certificates.status(case_reference, rpc_timeout=QUERY_TIMEOUT)
     except CertificateNotFound as err:
@@ -124,6 +145,25 @@ async def _status(certificates: CertificateClient, case_reference: str) -> Certi
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
+
+
+def _uk(at: datetime | None) -> str:
+    return rules.uk_time(at) if at is not None else "-"
+
+
+def _waited(since: datetime, now: datetime) -> str:
+    """How long something has waited, to the minute: `3d 04h`, `2h 05m`, `7m`."""
+    minutes = max(int((now - since).total_seconds() // 60), 0)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
+
+
+def _ui_link(rt: Runtime, query: str) -> str | None:
+    ui = rt.services.ui_url or rt.settings.temporal_ui_url
+    return web_ui_link(ui, rt.settings.temporal_namespace, query) if ui else None
 
 
 # --- subcommands -------------------------------------------------------------------------
@@ -159,7 +199,12 @@ async def cmd_record_activity(rt: Runtime, args: argparse.Namespace) -> int:
     try:
         rules.check_event(event, _now())
     except rules.Refused as refused:
-        raise CliError(refused.message) from None
+        raise CliError(refused.message, EXIT_USAGE) from None
+    recorded = [r for r in await rt.store.ledger_of(args.case_reference) if r["event_id"] == event.event_id]
+    if recorded:
+        print(f"event {event.event_id} was already recorded for {args.case_reference} ({recorded[0]['kind']} "
+              f"at {recorded[0]['occurred_at'].isoformat()}); it counts once, nothing changed")
+        return 0
     try:
         await _certificates(rt).record_activity(args.case_reference, event)
     except CertificateClosed as err:
@@ -182,15 +227,19 @@ async def cmd_respond(rt: Runtime, args: argparse.Namespace) -> int:
 
 async def cmd_decide(rt: Runtime, args: argparse.Namespace) -> int:
     certificates = _certificates(rt)
-    status = await _status(certificates, args.case_reference)
-    if status.open_task is None:
-        raise CliError(f"certificate {args.case_reference} has no open LAA task to decide "
-                       f"(stage {status.stage.value})")
-    # Names the task shown, so a task that changed meanwhile is not decided by mistake.
+    status = await _status(certificates, args.case_reference)  # a clear error for an unknown certificate
+    if status.stage == IcrStage.CLOSED:
+        raise CliError(f"decision refused: certificate {args.case_reference} is closed [certificate_closed]")
+    # Names the task shown (unless --task-id says which), so a task that changed meanwhile is
+    # not decided by mistake.
+    task_id = args.task_id or (status.open_task.task_id if status.open_task else None)
     request = LaaDecisionRequest(caseworker=args.caseworker, decision=args.decision, reason=args.reason,
-                                 task_id=status.open_task.task_id)
-    await certificates.decide(args.case_reference, request)
-    print(f"decision {args.decision} sent for task {status.open_task.task_id} of {args.case_reference}")
+                                 task_id=task_id)
+    try:
+        result = await certificates.decide(args.case_reference, request)
+    except MessageRefused as err:
+        raise CliError(f"decision refused: {err}") from None
+    _print_json(result.model_dump(mode="json"))
     return 0
 
 
@@ -225,14 +274,55 @@ async def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+_STAGE_ORDER = {stage.value: i for i, stage in enumerate(IcrStage)}
+_LAST = datetime.max.replace(tzinfo=timezone.utc)
+
+
+def _list_order(c: CertificateListing) -> tuple[int, datetime, datetime, str]:
+    """By stage, then the soonest response due date, then the soonest inactivity deadline."""
+    return (_STAGE_ORDER.get(c.stage or "", len(_STAGE_ORDER)), c.response_due_date or _LAST,
+            c.inactivity_deadline or _LAST, c.case_reference)
+
+
 async def cmd_list(rt: Runtime, args: argparse.Namespace) -> int:
-    print(f"# {list_query(args.stage, args.firm)}")
-    count = 0
-    async for c in _certificates(rt).list_certificates(args.stage, args.firm, limit=args.limit):
-        print(f"{c.case_reference:<14} {c.stage or '?':<17} firm {c.provider_firm_id or '-':<8} "
-              f"deadline {c.inactivity_deadline or '-'}  due {c.response_due_date or '-'}")
-        count += 1
-    print(f"{count} certificate(s)")
+    query = list_query(args.stage, args.firm)
+    print(f"# filter: {query}")
+    listed = sorted([c async for c in _certificates(rt).list_certificates(args.stage, args.firm, limit=args.limit)],
+                    key=_list_order)
+    if listed:
+        print(f"{'certificate':<14} {'stage':<17} {'firm':<8} {'open task':<21} {'cycle':>5}  "
+              f"{'response due (UK)':<17}  {'inactivity deadline (UK)'}")
+    for c in listed:
+        print(f"{c.case_reference:<14} {c.stage or '?':<17} {c.provider_firm_id or '-':<8} "
+              f"{c.open_task_kind or '-':<21} {c.notification_cycle if c.notification_cycle else '-':>5}  "
+              f"{_uk(c.response_due_date):<17}  {_uk(c.inactivity_deadline)}")
+    print(f"{len(listed)} certificate(s)")
+    return 0
+
+
+async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> int:
+    query = queue_query(args.kind, args.firm)
+    listed = {c.case_reference: c async for c in _certificates(rt).list_queue(args.kind, args.firm,
+                                                                               limit=args.limit)}
+    # The open task from the registry: what it asks, and since when (the oldest first).
+    tasks = [t for t in await rt.store.open_tasks_of(list(listed)) if not args.kind or t["kind"] == args.kind]
+    waiting = {t["case_reference"] for t in tasks}
+    print(f"# filter: {query}")
+    link = _ui_link(rt, query)
+    if link:
+        print(f"# Web UI: {link}")
+    now = _now()
+    if listed:
+        print(f"{'waiting':>8}  {'certificate':<14} {'firm':<8} {'stage':<17} {'task':<22} {'kind':<21} asks")
+    for t in tasks:
+        c = listed[t["case_reference"]]
+        print(f"{_waited(t['raised_at'], now):>8}  {c.case_reference:<14} {c.provider_firm_id or '-':<8} "
+              f"{c.stage or '?':<17} {t['task_id']:<22} {t['kind']:<21} {t['detail']}")
+    for ref in sorted(set(listed) - waiting):  # listed before the registry caught up (or after)
+        c = listed[ref]
+        print(f"{'?':>8}  {ref:<14} {c.provider_firm_id or '-':<8} {c.stage or '?':<17} {'-':<22} "
+              f"{c.open_task_kind or '-':<21} -")
+    print(f"{len(listed)} certificate(s) waiting for the LAA")
     return 0
 
 
@@ -404,9 +494,15 @@ async def cmd_demo(rt: Runtime, args: argparse.Namespace) -> int:
 # --- parsing -------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments, whichever the command: `error: ...` on stderr, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="starter.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="starter.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Callable[[Runtime, argparse.Namespace], Awaitable[int]],
@@ -447,14 +543,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("respond", cmd_respond, "answer a certificate's open notification as a provider user")
     p.add_argument("case_reference", type=_case_reference)
     p.add_argument("--user", required=True, help="the provider user's login id")
-    p.add_argument("--response", required=True, help=f"one of: {', '.join(r.value for r in Response)}")
-    p.add_argument("--message", default=None, help="optional, at most 2,000 characters")
+    p.add_argument("--response", required=True, type=_response,
+                   help=f"one of: {', '.join(r.value for r in Response)}")
+    p.add_argument("--message", default=None, type=_message, help="optional, at most 2,000 characters")
 
     p = command("decide", cmd_decide, "an LAA caseworker's decision on the open task")
     p.add_argument("case_reference", type=_case_reference)
     p.add_argument("--caseworker", required=True)
     p.add_argument("--decision", required=True, choices=["close", "keep_open"])
     p.add_argument("--reason", default="")
+    p.add_argument("--task-id", default=None, help="the task decided (refused if it is no longer the open one)")
 
     p = command("reassign", cmd_reassign, "a Cross Office user points the certificate at another provider user")
     p.add_argument("case_reference", type=_case_reference)
@@ -571,6 +669,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actor", default=os.environ.get("USER") or "operator",
                    help="who is resuming it (the audit log keeps it)")
     p.set_defaults(handler=cmd_rollout_resume)
+
+    p = command("queue", cmd_queue, "the certificates waiting for the LAA, the longest waiting first, with "
+                                    "each one's open task and the Web UI link to the same list")
+    p.add_argument("--kind", choices=[k.value for k in TaskKind], help="one queue (default: every kind)")
+    p.add_argument("--firm", help="provider firm id")
+    p.add_argument("--limit", type=int, default=500)
+
     return parser
 
 

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     WorkflowHandle,
@@ -29,18 +33,22 @@ from icr.models import (
     CertificateInput,
     CertificateStatus,
     CloseCertificateRequest,
+    DecideResult,
     IcrStage,
     LaaDecisionRequest,
     ReassignContactRequest,
     ReassignContactResult,
     RespondRequest,
     RespondResult,
+    TaskKind,
 )
-from icr.rules import workflow_id_for
+from icr.rules import static_details, static_summary, workflow_id_for
 from icr.search_attributes import (
     CASE_REFERENCE,
     ICR_STAGE,
     INACTIVITY_DEADLINE,
+    NOTIFICATION_CYCLE,
+    OPEN_TASK_KIND,
     PROVIDER_FIRM_ID,
     RESPONSE_DUE_DATE,
 )
@@ -67,12 +75,12 @@ class CertificateClosed(Exception):
 
 
 class NoWorker(Exception):
-    """A query found no worker to answer it."""
+    """No worker polls the task queue, so nothing can answer a query or an update."""
 
-    def __init__(self, case_reference: str) -> None:
-        super().__init__(f"no worker answered for certificate {case_reference}: is one running "
-                         "(`./run worker`, or `./run demo`)?")
-        self.case_reference = case_reference
+    def __init__(self, task_queue: str) -> None:
+        super().__init__(f"no worker is polling task queue {task_queue!r}, so nothing can answer; start "
+                         "one with `./run worker` (or `./run demo`) and try again")
+        self.task_queue = task_queue
 
 
 class MessageRefused(Exception):
@@ -93,6 +101,8 @@ class CertificateListing:
     provider_firm_id: str | None
     inactivity_deadline: datetime | None
     response_due_date: datetime | None
+    open_task_kind: str | None = None
+    notification_cycle: int | None = None
 
 
 def list_query(stage: str | None = None, firm: str | None = None, *, running: bool = False) -> str:
@@ -105,6 +115,23 @@ def list_query(stage: str | None = None, firm: str | None = None, *, running: bo
     if firm:
         clauses.append(f"{PROVIDER_FIRM_ID.name} = '{firm}'")
     return " AND ".join(clauses)
+
+
+def queue_query(kind: str | None = None, firm: str | None = None) -> str:
+    """The list filter of an LAA queue: certificates whose open task is of this kind (any kind
+    when None), of one firm or all. The same filter works in the Web UI and the `temporal` CLI."""
+    if kind:
+        clauses = [f"{OPEN_TASK_KIND.name} = '{kind}'"]
+    else:
+        clauses = [f"{OPEN_TASK_KIND.name} IN ({', '.join(repr(k.value) for k in TaskKind)})"]
+    if firm:
+        clauses.append(f"{PROVIDER_FIRM_ID.name} = '{firm}'")
+    return " AND ".join(clauses)
+
+
+def web_ui_link(ui_url: str, namespace: str, query: str) -> str:
+    """The Web UI's workflow list with this filter applied."""
+    return f"{ui_url.rstrip('/')}/namespaces/{quote(namespace)}/workflows?query={quote(query, safe='')}"
 
 
 def _not_found(err: RPCError) -> bool:
@@ -121,13 +148,15 @@ class CertificateClient:
 
     # --- starting ------------------------------------------------------------------------
 
-    async def start(self, case_reference: str) -> bool:
+    async def start(self, case_reference: str, provider_firm_id: str | None = None) -> bool:
         """Start the certificate's review unless one exists; False when one is running or
         has ended (REJECT_DUPLICATE: a closed certificate is never reopened)."""
         try:
             await self.client.start_workflow(
                 CertificateWorkflow.run, CertificateInput(case_reference=case_reference),
                 id=workflow_id_for(case_reference), task_queue=self.task_queue,
+                static_summary=static_summary(case_reference, provider_firm_id),
+                static_details=static_details(case_reference, provider_firm_id),
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
         except WorkflowAlreadyStartedError:
@@ -141,6 +170,9 @@ class CertificateClient:
             await self.client.start_workflow(
                 CertificateWorkflow.run, CertificateInput(case_reference=case_reference),
                 id=workflow_id_for(case_reference), task_queue=self.task_queue,
+                # An activity source knows no firm; a new review here is of an unregistered one.
+                static_summary=static_summary(case_reference, None),
+                static_details=static_details(case_reference, None),
                 start_signal=CertificateWorkflow.record_activity.__name__, start_signal_args=[event],
                 # A closed certificate stays closed: never start a second review for it.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -172,8 +204,8 @@ class CertificateClient:
         """Tell a running certificate that an outage was declared; False when none is running."""
         return await self._signal(case_reference, CertificateWorkflow.outages_changed)
 
-    async def decide(self, case_reference: str, request: LaaDecisionRequest) -> None:
-        """A caseworker's decision, as the `laa_decision` signal."""
+    async def send_decision(self, case_reference: str, request: LaaDecisionRequest) -> None:
+        """A caseworker's decision as the `laa_decision` signal (no answer; a refusal is audited)."""
         if not await self._signal(case_reference, CertificateWorkflow.laa_decision, request):
             raise CertificateNotFound(case_reference)
 
@@ -188,6 +220,11 @@ class CertificateClient:
         """The provider's answer; a refusal raises MessageRefused with the rules' code."""
         result: RespondResult = await self._update(case_reference, CertificateWorkflow.respond, request)
         return result
+
+    async def decide(self, case_reference: str, request: LaaDecisionRequest) -> DecideResult:
+        """A caseworker's decision as the `decide` update; a refusal raises MessageRefused."""
+        decided: DecideResult = await self._update(case_reference, CertificateWorkflow.decide, request)
+        return decided
 
     async def reassign(self, case_reference: str, request: ReassignContactRequest) -> ReassignContactResult:
         """A Cross Office user points the certificate at another provider user."""
@@ -210,8 +247,24 @@ class CertificateClient:
 
     # --- reading -------------------------------------------------------------------------
 
+    async def worker_polling(self, within: timedelta = timedelta(seconds=90)) -> bool:
+        """Whether a worker has polled the task queue for workflow tasks lately. A live worker
+        polls again at least every minute; the server remembers a stopped one for minutes.
+        True when the server will not say (then the query itself finds out)."""
+        try:
+            described = await self.client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+                namespace=self.client.namespace, task_queue=TaskQueue(name=self.task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+        except RPCError as err:
+            if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+                return True
+            raise
+        since = datetime.now(timezone.utc) - within
+        return any(p.last_access_time.ToDatetime(timezone.utc) >= since for p in described.pollers)
+
     async def status(self, case_reference: str, rpc_timeout: timedelta | None = None) -> CertificateStatus:
-        """The `status` query: the certificate's whole state."""
+        """The `status` query: the certificate's whole state. Raises NoWorker at once when no
+        worker polls (a query would otherwise wait for one until it times out)."""
         try:
             return await self.handle(case_reference).query(CertificateWorkflow.status, rpc_timeout=rpc_timeout)
         except RPCError as err:
@@ -219,7 +272,7 @@ class CertificateClient:
                 raise CertificateNotFound(case_reference) from None
             if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) \
                     or "no poller" in str(err).lower() or "timeout" in str(err).lower():
-                raise NoWorker(case_reference) from None
+                raise NoWorker(self.task_queue) from None
             raise
         except WorkflowQueryFailedError as err:
             raise RuntimeError(f"status of {case_reference} failed: {err}") from None
@@ -227,13 +280,24 @@ class CertificateClient:
     async def list_certificates(self, stage: str | None = None, firm: str | None = None, *, running: bool = False,
                    limit: int | None = None) -> AsyncIterator[CertificateListing]:
         """Certificates by stage and firm, from Temporal visibility (eventually consistent)."""
-        async for execution in self.client.list_workflows(list_query(stage, firm, running=running), limit=limit):
+        async for listing in self._listings(list_query(stage, firm, running=running), limit):
+            yield listing
+
+    async def list_queue(self, kind: str | None = None, firm: str | None = None,
+                         limit: int | None = None) -> AsyncIterator[CertificateListing]:
+        """The certificates in an LAA queue (see `queue_query`), from Temporal visibility."""
+        async for listing in self._listings(queue_query(kind, firm), limit):
+            yield listing
+
+    async def _listings(self, query: str, limit: int | None) -> AsyncIterator[CertificateListing]:
+        async for execution in self.client.list_workflows(query, limit=limit):
             attrs = execution.typed_search_attributes
             yield CertificateListing(
                 case_reference=attrs.get(CASE_REFERENCE) or execution.id.removeprefix("certificate-"),
                 stage=attrs.get(ICR_STAGE), provider_firm_id=attrs.get(PROVIDER_FIRM_ID),
                 inactivity_deadline=attrs.get(INACTIVITY_DEADLINE),
-                response_due_date=attrs.get(RESPONSE_DUE_DATE))
+                response_due_date=attrs.get(RESPONSE_DUE_DATE), open_task_kind=attrs.get(OPEN_TASK_KIND),
+                notification_cycle=attrs.get(NOTIFICATION_CYCLE))
 
 
 def _refused(err: WorkflowUpdateFailedError) -> MessageRefused:

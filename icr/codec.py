@@ -22,8 +22,16 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+    PayloadConverter,
+)
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -119,10 +127,34 @@ class EncryptionCodec(PayloadCodec):
         return decoded
 
 
+class _RefusalsWithoutStack:
+    """A rule's refusal (a benign ApplicationError) is an answer, not a fault: it reaches the
+    caller (the Web UI's Send an Update, the command line) as its message alone, without the
+    worker's Python stack."""
+
+    def to_failure(self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure) -> None:
+        super().to_failure(exception, payload_converter, failure)  # type: ignore[misc]
+        if not (isinstance(exception, ApplicationError) and exception.category == ApplicationErrorCategory.BENIGN):
+            return
+        failure.stack_trace = ""
+        if failure.HasField("encoded_attributes"):  # not yet through the codec: plain JSON here
+            [attributes] = payload_converter.from_payloads([failure.encoded_attributes])
+            attributes["stack_trace"] = ""
+            failure.encoded_attributes.CopyFrom(payload_converter.to_payloads([attributes])[0])
+
+
+class RefusalFailureConverter(_RefusalsWithoutStack, DefaultFailureConverter):
+    pass
+
+
+class EncodedRefusalFailureConverter(_RefusalsWithoutStack, DefaultFailureConverterWithEncodedAttributes):
+    pass
+
+
 def data_converter(codec: PayloadCodec | None) -> DataConverter:
-    """The engine's converter: pydantic models as JSON, encrypted when a codec is given, and
-    failure messages encoded with the payloads."""
+    """The engine's converter: pydantic models as JSON, encrypted when a codec is given, with
+    failure messages encoded too, and refusals sent without a stack."""
     if codec is None:
-        return pydantic_data_converter
+        return dataclasses.replace(pydantic_data_converter, failure_converter_class=RefusalFailureConverter)
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec,
-                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+                               failure_converter_class=EncodedRefusalFailureConverter)

@@ -10,6 +10,9 @@ certificate is escalated after its third notification, two minutes in).
 At the end the demo runs the daily digest once (the schedule runs it at 07:00 UK time): each
 provider user with open notifications gets one e-mail, delivered into the local SMTP sink
 under the data directory unless ICR_SMTP_HOST names a real server.
+
+While it runs, new certificates keep arriving (one per firm a minute, falling due at once),
+so every stage stays populated and the README's list filters keep returning rows.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 import structlog
 
 from icr import importer
-from icr.client import CertificateClient, stages_of
+from icr.client import CertificateClient, queue_query, stages_of, web_ui_link
 from icr.db.outbox import Outbox
 from icr.engine import Runtime, build_worker, ensure_digest_schedule
 from icr.mail import MailConfig, Mailer, outbox_lines
@@ -78,6 +81,15 @@ PLANS = [
 UNREGISTERED = "300009999001"
 # The LAA caseworker directory: decisions are taken only under these names.
 CASEWORKERS = ["LAA-CW-01", "LAA-CW-02", "ME"]
+
+# New arrivals while the demo runs: one unanswered certificate per firm every minute keeps each
+# firm's AwaitingResponse and Overdue populated (each spends 2 minutes in them, alternating
+# every 20 seconds, before it is escalated); a reviewed one arrives when LAA review runs low.
+ARRIVAL_EVERY = timedelta(seconds=60)
+ARRIVAL_FIRMS = [("26517", "JSMITH"), ("40001", "PKHAN"), ("51234", "CEVANS")]
+ARRIVAL_PREFIX = "30002"
+MIN_IN_REVIEW = 3
+MAX_ARRIVALS_ESCALATED = 6  # older escalated arrivals are closed by a demo caseworker
 
 
 @dataclass
@@ -200,6 +212,73 @@ async def drive(rt: Runtime, certificate: DemoCertificate) -> None:
                 caseworker="LAA-CW-01", decision=decision, reason=f"demo: {decision}"))
 
 
+def arrivals(now: datetime, in_review: int) -> list[DemoCertificate]:
+    """This round's new certificates, falling due now; case references from the clock, so a
+    restarted demo does not reuse them."""
+    stamp = f"{ARRIVAL_PREFIX}{int(now.timestamp()) // 10 % 10**6:06d}"
+    due_now = now - 608 * DAY - timedelta(minutes=1)
+    plans = [("unanswered", firm, contact) for firm, contact in ARRIVAL_FIRMS]
+    if in_review < MIN_IN_REVIEW:
+        plans.append(("costs_negotiated_review", *ARRIVAL_FIRMS[int(now.timestamp()) // 60 % len(ARRIVAL_FIRMS)]))
+    return [DemoCertificate(case_reference=f"{stamp}{i}", plan=plan, firm=firm, contact=contact,
+                            last_activity_at=due_now, poa_paid=f"{(i + 1) * 250}.00")
+            for i, (plan, firm, contact) in enumerate(plans)]
+
+
+async def _import_arrivals(rt: Runtime, certificates: list[DemoCertificate], now: datetime) -> None:
+    path = write_csv(
+        rt.settings.data_dir / "demo" / "arrivals.csv",
+        ["case_reference", "provider_firm_id", "office_code", "provider_contact_login", "granted_on",
+         "last_activity_at", "poa_paid", "poa_recouped"],
+        [[c.case_reference, c.firm, "2L847Q", c.contact, (c.last_activity_at - 200 * DAY).date().isoformat(),
+          c.last_activity_at.isoformat(), c.poa_paid, "0.00"] for c in certificates])
+    report = await importer.import_certificates(rt.store, _certificates(rt), path, actor="demo", now=now)
+    log.info("demo_arrivals", summary=report.summary())
+
+
+async def _tidy_escalated(rt: Runtime) -> None:
+    """A demo caseworker closes the oldest escalated arrivals, so the queue stays readable."""
+    certificates = _certificates(rt)
+    escalated = sorted([c.case_reference async for c in certificates.list_certificates("Escalated", running=True)
+                        if c.case_reference.startswith(ARRIVAL_PREFIX)])
+    for ref in escalated[:-MAX_ARRIVALS_ESCALATED]:
+        try:
+            await certificates.decide(ref, LaaDecisionRequest(
+                caseworker="LAA-DEMO", decision="close", reason="demo: older escalations are closed"))
+        except Exception as err:  # already decided by someone in the Web UI, say
+            log.info("demo_tidy_skipped", case_reference=ref, reason=str(err))
+
+
+async def keep_stages_populated(rt: Runtime) -> None:
+    """Bring in new certificates on a fixed beat (not after each round: the beat keeps the
+    arrivals' overdue spells interleaved), until cancelled."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    beat = 0
+    drivers: set[asyncio.Task[None]] = set()
+    while True:  # the first arrivals at once (after a restart, the stages have thinned)
+        await asyncio.sleep(max(started + beat * ARRIVAL_EVERY.total_seconds() - loop.time(), 0))
+        beat += 1
+        try:
+            now = datetime.now(timezone.utc)
+            policy, _ = await rt.store.policy_in_force(now)
+            if policy.response_due != DEMO_DUE:  # the real periods are back: arrivals would only pile up
+                continue
+            found = await stages(rt)
+            new = arrivals(now, len(found["LaaReview"]))
+            await _import_arrivals(rt, new, now)
+            for certificate in new:
+                if certificate.plan != "unanswered":
+                    task = asyncio.create_task(drive(rt, certificate))
+                    drivers.add(task)
+                    task.add_done_callback(drivers.discard)
+            await _tidy_escalated(rt)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # the demo carries on; the next beat tries again
+            log.warning("demo_arrivals_failed", error=str(err))
+
+
 async def stages(rt: Runtime) -> dict[str, list[str]]:
     return stages_of([c async for c in _certificates(rt).list_certificates()])
 
@@ -254,18 +333,45 @@ async def run_demo(rt: Runtime, keep_running: bool) -> int:
             shown = " ".join(sorted(refs)[:6]) + (" ..." if len(refs) > 6 else "")
             print(f"  {stage:<17} {len(refs):>3}  {shown}")
         await send_digest(rt, mail)
-        print(f"\nTemporal Web UI: {ui}/namespaces/{rt.settings.temporal_namespace}/workflows")
-        print("  overdue certificates of a firm:      IcrStage = 'Overdue' AND ProviderFirmId = '26517'")
-        print("  everything waiting for a caseworker: IcrStage IN ('LaaReview', 'Escalated')")
-        print("  try: ./run starter status 300001416105   |   ./run starter decide 300001416105 "
-              "--caseworker ME --decision keep_open", flush=True)
-        print("  back to 365 days, dry run first: ./run starter policy set --inactivity-days 365 "
-              "--reason 'back to 12 months' --actor ME --dry-run", flush=True)
+        print_hints(rt, found)
         if keep_running:
-            print("\nThe worker keeps running; press Ctrl-C to stop.", flush=True)
+            print("\nNew certificates arrive every minute so every stage stays populated. "
+                  "The worker keeps running; press Ctrl-C to stop.", flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            arriving = asyncio.create_task(keep_stages_populated(rt))
             await stop.wait()
+            arriving.cancel()
+            await asyncio.gather(arriving, return_exceptions=True)
     return 0
+
+
+def print_hints(rt: Runtime, found: dict[str, list[str]]) -> None:
+    """Where to look next, naming certificates that are in that stage now."""
+    namespace = rt.settings.temporal_namespace
+    ui = rt.services.ui_url
+    print(f"\nTemporal Web UI: {ui or '(your Temporal Web UI)'}/namespaces/{namespace}/workflows")
+    filters = [
+        ("overdue certificates of firm 26517", "IcrStage = 'Overdue' AND ProviderFirmId = '26517'"),
+        ("everything waiting for the LAA", queue_query()),
+        ("the review queue", queue_query("review")),
+        ("the escalation queue", queue_query("escalation")),
+    ]
+    hints = []
+    for what, query in filters:
+        hints.append((what, query))
+        if ui:
+            hints.append(("", web_ui_link(ui, namespace, query)))
+    hints.append(("the queue on the command line", "./run starter queue --kind review"))
+    hints.append(("back to 365 days, dry run first", "./run starter policy set --inactivity-days 365 "
+                                                     "--reason 'back to 12 months' --actor ME --dry-run"))
+    if found["Overdue"]:
+        hints.append(("an overdue certificate now", f"./run starter status {sorted(found['Overdue'])[0]}"))
+    if found["LaaReview"]:
+        hints.append(("one waiting for a decision now", f"./run starter decide {sorted(found['LaaReview'])[0]} "
+                                                        "--caseworker ME --decision keep_open --reason 'bill expected'"))
+    for what, hint in hints:
+        print(f"  {what + ':' if what else '':<36} {hint}")
+    print(flush=True)

@@ -44,6 +44,7 @@ from workflows.digest import DIGEST_WORKFLOW_ID, DailyDigestWorkflow
 
 log = structlog.get_logger(__name__)
 
+
 async def connect_temporal(settings: Settings, address: str) -> Client:
     tls: bool | TLSConfig = settings.temporal_tls
     if settings.temporal_tls_ca_cert or settings.temporal_tls_client_cert:

@@ -470,7 +470,7 @@ async def import_certificates(store: Store, certificates: CertificateClient, pat
         if result.status == "closed":  # counted as unchanged: neither rewritten nor started
             report.closed += 1
             return Upserted("unchanged")
-        if await certificates.start(c.case_reference):
+        if await certificates.start(c.case_reference, c.registration.provider_firm_id):
             report.workflows_started += 1  # it reads the registry itself on start
         elif result.status != "unchanged" and await certificates.registration_updated(c.case_reference):
             report.workflows_signalled += 1

@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class Model(BaseModel):
@@ -224,6 +224,15 @@ class CertificateInput(Model):
     # Continue as new after this many history events (tests set it low).
     history_limit: int | None = None
 
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # The Web UI shows the start input as sent: a plain start shows only the case
+        # reference, not the engine's own fields at their defaults. Decoding restores them.
+        data: dict[str, object] = handler(self)
+        return {name: value for name, value in data.items()
+                if name == "case_reference"
+                or getattr(self, name) != type(self).model_fields[name].get_default(call_default_factory=True)}
+
 
 class ActivityEvent(Model):
     """`record_activity` signal: a qualifying action reported by an activity source.
@@ -263,6 +272,14 @@ class LaaDecisionRequest(Model):
     reason: str = ""
     # The task decided: a decision naming a task that is no longer the open one is refused.
     task_id: str | None = None
+
+
+class DecideResult(Model):
+    """The answer to the `decide` update: the task decided and where the certificate is now."""
+
+    task_id: str
+    decision: Decision
+    stage: IcrStage
 
 
 class ReassignContactRequest(Model):
@@ -341,6 +358,8 @@ class CertificateSnapshot(Model):
     next_policy_change_at: datetime | None
     # Declared outages that can still move its response deadlines or its falling due.
     outages: list[Outage] = Field(default_factory=list)
+    # Payments on account not yet recouped, as a decimal string; None when not registered.
+    poa_outstanding: str | None = None
 
 
 # --- workflow state --------------------------------------------------------------------
@@ -392,6 +411,8 @@ class Recoupment(Model):
 class HistoryEntry(Model):
     at: datetime
     what: str
+    # The same without personal data (login ids), for the Web UI; None when `what` names no one.
+    public: str | None = None
 
 
 class CertificateState(Model):
@@ -415,6 +436,8 @@ class CertificateState(Model):
     last_bill_at: datetime | None = None
     exercise_response: ExerciseResponse | None = None
     on_exercise_list: bool = False
+    # From the registry on each load, for the caseworker's view (a decimal string).
+    poa_outstanding: str | None = None
     # Monotonic counters: ids of notifications and tasks are built from them, so they are
     # deterministic business keys that survive retries, replays and continue-as-new.
     notifications_raised: int = 0

@@ -17,10 +17,13 @@ INACTIVITY_DEADLINE = SearchAttributeKey.for_datetime("InactivityDeadline")
 RESPONSE_DUE_DATE = SearchAttributeKey.for_datetime("ResponseDueDate")
 NOTIFICATION_CYCLE = SearchAttributeKey.for_int("NotificationCycle")
 POLICY_VERSION = SearchAttributeKey.for_int("PolicyVersion")
+# The open LAA task's kind (absent when none): one list filter per caseworker queue. A Keyword:
+# the dev server's SQL visibility has plenty of those, and few Int or Datetime slots.
+OPEN_TASK_KIND = SearchAttributeKey.for_keyword("OpenTaskKind")
 
 SEARCH_ATTRIBUTES: dict[str, SearchAttributeKey[Any]] = {
     key.name: key for key in (ICR_STAGE, CASE_REFERENCE, PROVIDER_FIRM_ID, INACTIVITY_DEADLINE,
-                              RESPONSE_DUE_DATE, NOTIFICATION_CYCLE, POLICY_VERSION)
+                              RESPONSE_DUE_DATE, NOTIFICATION_CYCLE, POLICY_VERSION, OPEN_TASK_KIND)
 }
 
 # The type names the `temporal` CLI takes.

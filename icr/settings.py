@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     temporal_tls_ca_cert: Path | None = Field(default=None, validation_alias="TEMPORAL_TLS_CA_CERT")
     temporal_tls_client_cert: Path | None = Field(default=None, validation_alias="TEMPORAL_TLS_CLIENT_CERT")
     temporal_tls_client_key: Path | None = Field(default=None, validation_alias="TEMPORAL_TLS_CLIENT_KEY")
+    # The Web UI of that server, for the links the command line prints (e.g. https://temporal-ui.internal).
+    temporal_ui_url: str | None = Field(default=None, validation_alias="TEMPORAL_UI_URL")
     # Unset: the engine starts embedded PostgreSQL in the data directory. A URL carries its
     # password, so it is a secret too.
     database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")

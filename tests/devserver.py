@@ -43,6 +43,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     SearchAttributeKey.for_datetime("ResponseDueDate"),
     SearchAttributeKey.for_int("NotificationCycle"),
     SearchAttributeKey.for_int("PolicyVersion"),
+    SearchAttributeKey.for_keyword("OpenTaskKind"),
 ]
 
 T = TypeVar("T")
@@ -131,10 +132,10 @@ class EngineEnv:
                    ICR_PAYLOAD_ENCRYPTION="false", PYTHONUNBUFFERED="1")
         return env
 
-    async def starter(self, *args: str, timeout: float = 60) -> Run:
-        """`python starter.py ARGS` in the project root; its exit code and output."""
+    async def starter(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> Run:
+        """`python starter.py ARGS` in the project root (with `env` added); its exit code and output."""
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "starter.py", *args, cwd=ROOT, env=self.environ(),
+            sys.executable, "starter.py", *args, cwd=ROOT, env={**self.environ(), **(env or {})},
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
             out, err = await asyncio.wait_for(process.communicate(), timeout)

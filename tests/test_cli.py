@@ -1,13 +1,16 @@
 """The operator's command line (`starter.py`) through real subprocesses, against the Temporal
 dev server with `worker.py` running as a process: every subcommand has --help; bad input
-gets a clear message on stderr and a non-zero exit, and changes nothing; the happy path
-moves a certificate from AwaitingResponse to Active, and `list` finds certificates by
-stage and firm."""
+gets a clear message on stderr and a non-zero exit (2 for bad arguments, 1 for a refusal),
+and changes nothing; the happy path moves a certificate from AwaitingResponse to Active,
+`list` finds certificates by stage and firm, `queue` prints an LAA queue and its Web UI
+link, `decide` answers with the outcome or the refusal, and `status` with no worker says so
+at once."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -61,6 +64,7 @@ class Registry:
     due: str  # AwaitingResponse: every refusal is tried on it
     happy: str  # AwaitingResponse: answered by the happy path
     active: str  # Active, no notification
+    review: str  # LaaReview: answered "to be billed", its review task open
     import_runs: list[Run]
 
 
@@ -77,11 +81,12 @@ async def registry(engine_env: EngineEnv, worker: WorkerProcess, client: Client,
         ["MANAGER", FIRM, "office_manager", "false"],
         ["RIVAL", OTHER_FIRM, "case_management;cross_office", "false"],
     ])
-    reg = Registry(new_case_reference(), new_case_reference(), new_case_reference(), [])
+    reg = Registry(new_case_reference(), new_case_reference(), new_case_reference(), new_case_reference(), [])
     certificates = write_csv(folder / "certificates.csv", CERTIFICATE_HEADER, [
         [reg.due, FIRM, "2L847Q", "CONTACT1", "2020-01-06", days_ago(700), "1200.00", "200.00"],
         [reg.happy, FIRM, "2L847Q", "CONTACT1", "2020-01-06", days_ago(700), "0.00", "0.00"],
         [reg.active, FIRM, "2L847Q", "CONTACT1", "2020-01-06", days_ago(10), "0.00", "0.00"],
+        [reg.review, FIRM, "2L847Q", "CONTACT1", "2020-01-06", days_ago(700), "0.00", "0.00"],
     ])
     reg.import_runs.append(await engine_env.starter("import", "users", str(users)))
     reg.import_runs.append(await engine_env.starter("import", "certificates", str(certificates)))
@@ -90,6 +95,10 @@ async def registry(engine_env: EngineEnv, worker: WorkerProcess, client: Client,
     await wait_stage(client, reg.due, "AwaitingResponse")
     await wait_stage(client, reg.happy, "AwaitingResponse")
     await wait_stage(client, reg.active, "Active")
+    await wait_stage(client, reg.review, "AwaitingResponse")
+    run = await engine_env.starter("respond", reg.review, "--user", "CONTACT1", "--response", "complete_to_be_billed")
+    assert run.code == 0, str(run)
+    await wait_stage(client, reg.review, "LaaReview")
     return reg
 
 
@@ -98,7 +107,7 @@ async def registry(engine_env: EngineEnv, worker: WorkerProcess, client: Client,
 SUBCOMMANDS = [
     [], ["demo"], ["import"], ["import", "users"], ["import", "certificates"],
     ["import", "exercise-responses"], ["record-activity"], ["respond"], ["decide"], ["reassign"],
-    ["close"], ["status"], ["list"], ["set-policy"], ["policy"], ["policy", "show"], ["policy", "set"],
+    ["close"], ["status"], ["list"], ["queue"], ["set-policy"], ["policy"], ["policy", "show"], ["policy", "set"],
     ["outage"], ["outage", "declare"], ["outage", "list"], ["forecast"], ["rollout"], ["rollout", "list"],
     ["rollout", "resume"], ["audit"],
 ]
@@ -109,7 +118,7 @@ async def test_every_subcommand_has_help(engine_env: EngineEnv) -> None:  # noqa
     failed = [run for run in runs if run.code != 0 or "usage: starter.py" not in run.stdout]
     assert not failed, "\n\n".join(map(str, failed))
     by_command = {" ".join(words): run.stdout for words, run in zip(SUBCOMMANDS, runs)}
-    for command in ["import", "record-activity", "respond", "decide", "status", "list", "set-policy", "policy",
+    for command in ["import", "record-activity", "respond", "decide", "status", "list", "queue", "set-policy", "policy",
                     "outage", "forecast", "rollout"]:
         assert command in by_command[""], f"top-level --help does not mention {command}"
     assert "provider_contact_login" in by_command["import certificates"]
@@ -128,6 +137,7 @@ async def test_every_subcommand_has_help(engine_env: EngineEnv) -> None:  # noqa
 async def test_malformed_case_reference_is_refused(engine_env: EngineEnv) -> None:  # noqa: F811
     run = await engine_env.starter("status", "12345")
     assert run.code == 2, str(run)
+    assert run.stderr.startswith("error: "), str(run)
     assert "12345" in run.stderr and "12 digits starting 3000" in run.stderr, str(run)
     assert run.stdout == "", str(run)
 
@@ -136,37 +146,40 @@ def _future() -> str:
     return (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
 
 
-# (certificate, argv after the command's case reference, words the message must contain)
-REFUSALS: dict[str, tuple[str, list[str], str, list[str]]] = {
+# (certificate, argv after the command's case reference, words the message must contain, exit
+# code: 2 for bad arguments, refused before anything is sent; 1 for the engine's refusal)
+REFUSALS: dict[str, tuple[str, list[str], str, list[str], int]] = {
     "unknown_activity_kind": ("due", ["record-activity"], "--kind case_enquiry --event-id e1",
-                              ["case_enquiry", "accepted kinds", *ACCEPTED_KINDS]),
+                              ["case_enquiry", "accepted kinds", *ACCEPTED_KINDS], 2),
     "future_event": ("due", ["record-activity"], "--kind bill --event-id e2 --occurred-at {future}",
-                     ["in the future"]),
+                     ["in the future"], 2),
     "unknown_response": ("due", ["respond"], "--user CONTACT1 --response maybe",
-                         ["'maybe' is not a response", ", ".join(ACCEPTED_RESPONSES)]),
+                         ["'maybe' is not a response", ", ".join(ACCEPTED_RESPONSES)], 2),
     "user_of_another_firm": ("due", ["respond"], "--user RIVAL --response case_ongoing",
-                             ["RIVAL", "not a user of the certificate's provider firm"]),
+                             ["RIVAL", "not a user of the certificate's provider firm"], 1),
     "office_manager": ("due", ["respond"], "--user MANAGER --response case_ongoing",
-                       ["MANAGER", "Office Manager"]),
+                       ["MANAGER", "Office Manager"], 1),
     "message_too_long": ("due", ["respond"], "--user CONTACT1 --response case_ongoing --message {long}",
-                         ["2001 characters", "at most 2000"]),
+                         ["2001 characters", "at most 2000"], 2),
     "no_open_notification": ("active", ["respond"], "--user CONTACT1 --response case_ongoing",
-                             ["no open notification"]),
+                             ["no open notification"], 1),
+    "unknown_decision": ("review", ["decide"], "--caseworker CW1 --decision maybe",
+                         ["'maybe'", "close", "keep_open"], 2),
     "no_open_task": ("due", ["decide"], "--caseworker CW1 --decision close --reason done",
-                     ["no open LAA task"]),
+                     ["decision refused", "no open LAA task", "[no_open_task]"], 1),
 }
 
 
 @pytest.mark.parametrize("case", list(REFUSALS))
 async def test_bad_input_is_refused_clearly_and_changes_nothing(
         case: str, engine_env: EngineEnv, registry: Registry, client: Client) -> None:  # noqa: F811
-    which, command, rest, words = REFUSALS[case]
+    which, command, rest, words, code = REFUSALS[case]
     ref = getattr(registry, which)
     values = {"future": _future(), "long": "x" * 2001}
     args = [*command, ref, *[word.format(**values) for word in rest.split()]]
     before = await query_status(client, ref)
     run = await engine_env.starter(*args)
-    assert run.code != 0, str(run)
+    assert run.code == code, str(run)
     assert run.stderr.startswith("error: "), str(run)
     for word in words:
         assert word in run.stderr, f"{word!r} not in the message\n{run}"
@@ -234,7 +247,7 @@ async def test_respond_case_ongoing(engine_env: EngineEnv, registry: Registry,  
                                               client: Client) -> None:
     users_run, certificates_run = registry.import_runs
     assert "3 imported" in users_run.stdout, str(users_run)
-    assert "3 imported" in certificates_run.stdout and "3 workflows started" in certificates_run.stdout, \
+    assert "4 imported" in certificates_run.stdout and "4 workflows started" in certificates_run.stdout, \
         str(certificates_run)
     ref = registry.happy
 
@@ -273,3 +286,111 @@ async def test_list_by_stage_and_firm(engine_env: EngineEnv, registry: Registry,
     assert ref in lines, str(run)
     assert "Active" in lines[ref] and FIRM in lines[ref], str(run)
     assert registry.due not in lines, str(run)  # awaiting its response, not Active
+
+
+async def test_a_duplicate_event_says_it_was_already_recorded(engine_env: EngineEnv, registry: Registry,  # noqa: F811
+                                                              client: Client) -> None:
+    ref = registry.active
+    occurred = days_ago(1)
+    first = await engine_env.starter("record-activity", ref, "--kind", "amendment", "--event-id", "AMD-dup",
+                                     "--occurred-at", occurred)
+    assert first.code == 0 and f"recorded amendment AMD-dup for {ref}" in first.stdout, str(first)
+
+    async def recorded() -> dict[str, Any] | None:
+        status = await query_status(client, ref)
+        return status if status["last_activity_at"] and status["last_activity_at"].startswith(occurred[:10]) else None
+    await eventually_json(recorded)
+    before = await query_status(client, ref)
+    again = await engine_env.starter("record-activity", ref, "--kind", "amendment", "--event-id", "AMD-dup")
+    assert again.code == 0, str(again)
+    assert f"event AMD-dup was already recorded for {ref} (amendment at" in again.stdout, str(again)
+    assert "counts once, nothing changed" in again.stdout, str(again)
+    assert await query_status(client, ref) == before
+
+
+async def eventually_json(probe: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while (found := await probe()) is None:
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.25)
+    return found
+
+
+async def test_status_with_no_worker_says_so_at_once(engine_env: EngineEnv, registry: Registry) -> None:  # noqa: F811
+    # The same servers, but a task queue no worker polls.
+    idle = EngineEnv(engine_env.temporal_address, engine_env.database_url, f"icr-idle-{uuid.uuid4().hex[:8]}",
+                     engine_env.data_dir)
+    started = time.monotonic()
+    run = await idle.starter("status", registry.due)
+    elapsed = time.monotonic() - started
+    assert run.code == 3, str(run)
+    assert run.stderr.startswith("error: no worker is polling task queue 'icr-idle-"), str(run)
+    assert "./run worker" in run.stderr and "Traceback" not in run.stderr, str(run)
+    assert elapsed < 8, f"took {elapsed:.1f} s: a query would have waited for a worker\n{run}"
+
+
+def _rows(run: Run) -> list[list[str]]:
+    """The table's rows (after its header line), split on whitespace."""
+    lines = [line for line in run.stdout.splitlines() if line and not line.startswith("#")]
+    return [line.split() for line in lines[1:-1]]
+
+
+async def test_queue_lists_the_review_with_its_task_and_the_web_ui_link(
+        engine_env: EngineEnv, registry: Registry, client: Client) -> None:  # noqa: F811
+    await wait_listed(client, f"OpenTaskKind = 'review' AND ProviderFirmId = '{FIRM}'", workflow_id(registry.review))
+    run = await engine_env.starter("queue", "--kind", "review", "--firm", FIRM,
+                                   env={"TEMPORAL_UI_URL": "https://temporal-ui.example"})
+    assert run.code == 0, str(run)
+    assert f"# filter: OpenTaskKind = 'review' AND ProviderFirmId = '{FIRM}'" in run.stdout, str(run)
+    assert ("# Web UI: https://temporal-ui.example/namespaces/default/workflows?query=OpenTaskKind%20%3D%20%27review"
+            "%27%20AND%20ProviderFirmId%20%3D%20%2726517%27") in run.stdout, str(run)
+    status = await query_status(client, registry.review)
+    rows = {row[1]: row for row in _rows(run)}
+    assert registry.review in rows, str(run)
+    row = rows[registry.review]
+    assert row[2:6] == [FIRM, "LaaReview", status["open_task"]["task_id"], "review"], str(run)
+    assert "Case Complete to be Billed" in " ".join(row[6:]), str(run)
+    assert registry.due not in rows, str(run)  # awaiting its response: in no queue
+
+    # Every queue at once, and none of another firm's.
+    run = await engine_env.starter("queue")
+    assert "# filter: OpenTaskKind IN ('review', 'no_response', 'escalation', 'follow_up', " \
+           "'registration_missing')" in run.stdout, str(run)
+    assert registry.review in run.stdout, str(run)
+    assert "# Web UI" not in run.stdout  # no Web UI known for this server
+    run = await engine_env.starter("queue", "--firm", OTHER_FIRM)
+    assert registry.review not in run.stdout and "0 certificate(s) waiting for the LAA" in run.stdout, str(run)
+    run = await engine_env.starter("queue", "--kind", "overdue")
+    assert run.code == 2 and "invalid choice: 'overdue'" in run.stderr, str(run)
+
+
+async def test_decide_answers_with_the_outcome_and_empties_the_queue(
+        engine_env: EngineEnv, registry: Registry, client: Client) -> None:  # noqa: F811
+    ref = registry.review
+    task_id = (await query_status(client, ref))["open_task"]["task_id"]
+    run = await engine_env.starter("decide", ref, "--caseworker", "LAA-CW-1", "--decision", "keep_open",
+                                   "--reason", "bill expected", "--task-id", task_id)
+    assert run.code == 0, str(run)
+    assert _json(run) == {"task_id": task_id, "decision": "keep_open", "stage": "Active"}
+    await wait_listed(client, f"IcrStage = 'Active' AND ProviderFirmId = '{FIRM}'", workflow_id(ref))
+    run = await engine_env.starter("queue", "--kind", "review")
+    assert ref not in run.stdout, str(run)
+    again = await engine_env.starter("decide", ref, "--caseworker", "LAA-CW-1", "--decision", "close")
+    assert again.code == 1 and "decision refused" in again.stderr and "no open LAA task" in again.stderr, str(again)
+
+
+async def test_list_is_sorted_by_stage_with_readable_times(engine_env: EngineEnv, registry: Registry,  # noqa: F811
+                                                           client: Client) -> None:
+    await wait_listed(client, f"IcrStage = 'AwaitingResponse' AND ProviderFirmId = '{FIRM}'",
+                      workflow_id(registry.due))
+    run = await engine_env.starter("list", "--firm", FIRM)
+    assert run.code == 0, str(run)
+    header = [line for line in run.stdout.splitlines() if not line.startswith("#")][0]
+    assert header.split()[:4] == ["certificate", "stage", "firm", "open"], str(run)
+    order = ["Active", "AwaitingResponse", "Overdue", "LaaReview", "Escalated", "Closed"]
+    stages = [row[1] for row in _rows(run)]
+    assert stages == sorted(stages, key=order.index), str(run)
+    due = {row[0]: row for row in _rows(run)}[registry.due]
+    # Times to the minute, UK time: no seconds, no offsets.
+    assert any(len(cell) == 10 and cell[4] == "-" for cell in due), str(run)
+    assert "+00:00" not in run.stdout and "T" not in " ".join(due), str(run)

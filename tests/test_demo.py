@@ -50,3 +50,22 @@ async def test_demo_runs_on_embedded_servers_and_a_restart_loses_nothing(tmp_pat
     assert "demo data is already in" in output
     again = stage_counts(output)
     assert again["Closed"] == 3 and sum(again.values()) == sum(first.values()), output
+
+
+def test_new_arrivals_fall_due_at_once_for_every_firm_with_fresh_case_references() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from icr import rules
+    from icr.demo import ARRIVAL_FIRMS, arrivals
+
+    now = datetime(2026, 11, 23, 17, 30, 5, tzinfo=timezone.utc)
+    plenty = arrivals(now, in_review=3)
+    assert [(c.plan, c.firm) for c in plenty] == [("unanswered", firm) for firm, _ in ARRIVAL_FIRMS]
+    for c in plenty:
+        rules.check_case_reference(c.case_reference)
+        assert now - c.last_activity_at > timedelta(days=608)  # due as soon as it is imported
+    short = arrivals(now, in_review=2)
+    assert [c.plan for c in short] == ["unanswered"] * 3 + ["costs_negotiated_review"]
+    a_minute_later = arrivals(now + timedelta(minutes=1), in_review=3)
+    refs = [c.case_reference for c in short + a_minute_later]
+    assert len(set(refs)) == len(refs)

@@ -23,6 +23,7 @@ from icr.models import (
     RespondResult,
     Response,
 )
+from icr import rules
 from icr.rules import financial_year_end_after
 from tests.conftest import Engine, add_certificate, add_user
 from workflows.certificate import CertificateWorkflow
@@ -367,6 +368,58 @@ async def test_cross_office_user_reassigns_the_contact_for_later_notifications(e
     await engine.env.sleep(21 * DAY + timedelta(minutes=1))  # returned and resent
     s = await status(handle)
     assert s.open_notification is not None and s.open_notification.assigned_to == "NEWCONTACT"
+
+
+async def current_details(handle: WorkflowHandle) -> str:
+    """What the Web UI shows under Current Details (the SDK's built-in metadata query)."""
+    metadata = await handle.query("__temporal_workflow_metadata")
+    return str(metadata.current_details)
+
+
+async def test_the_web_ui_reads_the_review_at_a_glance(engine: Engine) -> None:
+    now = await engine.now()
+    await add_user(engine.store, "CASEWORKER1", ["case_management"])
+    await add_certificate(engine.store, engine.ref, last_activity_at=now - 608 * DAY, poa_paid="900.00",
+                          poa_recouped="150.00")
+    assert await engine.certificates.start(engine.ref, "26517")
+    handle = engine.client.get_workflow_handle(f"certificate-{engine.ref}")
+    await engine.env.sleep(1)
+    # The start input is the case reference alone (the engine's own fields are left out).
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert [json.loads(p.data) for p in started.input.payloads] == [{"case_reference": engine.ref}]
+    # The static summary and details, as the client started it.
+    meta = history.events[0].user_metadata
+    assert json.loads(meta.summary.data) == f"Certificate {engine.ref} · firm 26517"
+    assert f"**{engine.ref}**, provider firm **26517**" in json.loads(meta.details.data)
+
+    details = await current_details(handle)
+    assert details.startswith("**Awaiting the provider's response**")
+    assert "**Payments on account outstanding** £750.00" in details
+    assert "CASEWORKER1" not in details
+    due = (await status(handle)).open_notification.due_date
+    assert f"due {rules.uk_time(due)}" in details
+
+    timers = [e.timer_started_event_attributes for e in history.events if e.HasField("timer_started_event_attributes")]
+    summaries = [json.loads(e.user_metadata.summary.data) for e in history.events
+                 if e.HasField("user_metadata") and e.user_metadata.HasField("summary")]
+    assert timers and f"wait for response: due {rules.uk_time(due)}" in summaries, summaries
+    assert "read the registry" in summaries
+    assert any(s.startswith("raise notification ICR-") for s in summaries), summaries
+
+    await respond(handle, "complete_court_assessment", message="a private message")
+    details = await current_details(handle)
+    assert details.startswith("**LAA review: a task awaits a caseworker's decision**")
+    assert "provider answered Case Complete Court Assessment" in details
+    assert "a private message" not in details and "CASEWORKER1" not in details
+    assert (await search_attributes(engine, handle))["OpenTaskKind"] == "review"
+    await handle.execute_update(CertificateWorkflow.decide, LaaDecisionRequest(
+        caseworker="LAA-CW-9", decision="close", reason="nothing more to come"))
+    await handle.result()
+    details = await current_details(handle)
+    assert details.startswith("**Closed**") and "£750.00 on" in details
+    assert "LAA-CW-9" not in details and "nothing more to come" not in details
+    assert (await search_attributes(engine, handle)).get("OpenTaskKind") is None
 
 
 async def test_long_lived_certificate_continues_as_new_without_losing_state(engine: Engine) -> None:

@@ -151,7 +151,7 @@ async def test_a_bill_before_the_decision_spares_the_follow_up(engine: Engine, t
     await engine.env.sleep(1)
     s = await status(engine)
     assert s.open_task is not None and s.stage == "LaaReview"
-    await engine.certificates.decide(engine.ref, LaaDecisionRequest(
+    await engine.certificates.send_decision(engine.ref, LaaDecisionRequest(
         caseworker="CW1", decision="keep_open", reason="billing in hand", task_id=s.open_task.task_id))
     s = await until(engine, lambda s: s.open_task is None)
     assert s.stage == "Active" and s.follow_up_due_at is None
@@ -192,7 +192,7 @@ async def test_closed_while_unregistered_stays_closed(engine: Engine, tmp_path: 
         event_id="a1", kind="application", occurred_at=now - 700 * DAY, source="ccms"))
     s = await until(engine, lambda s: s.open_task is not None)
     assert s.open_task is not None
-    await engine.certificates.decide(engine.ref, LaaDecisionRequest(
+    await engine.certificates.send_decision(engine.ref, LaaDecisionRequest(
         caseworker="CW1", decision="close", reason="no such case", task_id=s.open_task.task_id))
     final = await handle_of(engine).result()
     assert final.stage == "Closed"
@@ -263,7 +263,7 @@ async def test_a_decision_for_another_task_is_refused_and_audited(engine: Engine
     assert s.open_task is not None
     open_task = s.open_task.task_id
     stale = f"TASK-{engine.ref}-009"
-    await engine.certificates.decide(engine.ref, LaaDecisionRequest(
+    await engine.certificates.send_decision(engine.ref, LaaDecisionRequest(
         caseworker="CW1", decision="close", reason="stale click", task_id=stale))
     await engine.env.sleep(1)
     refusals = await until(engine, lambda s: any("refused" in h.what for h in s.history))
@@ -272,7 +272,7 @@ async def test_a_decision_for_another_task_is_refused_and_audited(engine: Engine
     assert [(actor, d["task_id"]) for actor, d in await audits(engine, "decision_refused")] == [("CW1", stale)]
     assert [t["is_open"] for t in await engine.store.tasks_of(engine.ref)] == [True]
     assert (await engine.store.certificate_row(engine.ref))["closed_at"] is None
-    await engine.certificates.decide(engine.ref, LaaDecisionRequest(
+    await engine.certificates.send_decision(engine.ref, LaaDecisionRequest(
         caseworker="CW1", decision="close", reason="done", task_id=open_task))
     assert (await handle_of(engine).result()).stage == "Closed"
 
@@ -308,7 +308,7 @@ async def test_exercise_kept_open_is_followed_up_from_the_report(
     await engine.env.sleep(DAY + MINUTE)
     s = await until(engine, lambda s: s.open_task is not None)
     assert s.open_task is not None and s.open_task.kind == "review" and s.open_notification is None
-    await engine.certificates.decide(engine.ref, LaaDecisionRequest(
+    await engine.certificates.send_decision(engine.ref, LaaDecisionRequest(
         caseworker="CW1", decision="keep_open", reason="awaiting the bill", task_id=s.open_task.task_id))
     await engine.env.sleep(1)
     if billed_since_report:
@@ -330,7 +330,7 @@ async def test_a_follow_up_due_during_a_notification_waits_for_it(engine: Engine
     await notified(engine, tmp_path)
     await engine.certificates.respond(engine.ref, RespondRequest(user_login_id="CASEWORKER1",
                                                                  response="complete_to_be_billed"))
-    await engine.certificates.decide(engine.ref, LaaDecisionRequest(caseworker="CW1", decision="keep_open",
+    await engine.certificates.send_decision(engine.ref, LaaDecisionRequest(caseworker="CW1", decision="keep_open",
                                                                     reason="wait for the bill"))
     s = await until(engine, lambda s: s.follow_up_due_at is not None)
     assert s.follow_up_due_at is not None

@@ -14,16 +14,20 @@ from icr import rules
 from icr.models import (
     CertificateState,
     IcrStage,
+    LaaDecisionRequest,
     NotificationView,
     RaiseNotification,
+    Recoupment,
     RespondRequest,
     Response,
     TaskKind,
     TaskView,
 )
+from icr.rules import Refused
 from tests.rules_builders import (
     ANSWERED,
     CASE,
+    CASEWORKER,
     CLOSED_AT,
     CONTACT,
     DUE_608,
@@ -31,12 +35,16 @@ from tests.rules_builders import (
     FY_END_2027,
     ID1,
     LAST,
+    LOADED_AT,
     N1,
     N1_DUE,
     N1_RETURN,
     N2_DUE,
     POLICY_608,
+    NOW,
+    REASSIGN,
     RESPONDED,
+    SEC,
     TASK1,
     close,
     decide,
@@ -45,6 +53,7 @@ from tests.rules_builders import (
     overdue,
     resent,
     reviewed,
+    snapshot,
     state,
     step,
 )
@@ -112,18 +121,21 @@ def _reviewing() -> CertificateState:
 
 
 STAGES = [
-    ("active", state, IcrStage.ACTIVE, None, 0),
-    ("awaiting", notified, IcrStage.AWAITING_RESPONSE, N1_DUE, 1),
-    ("overdue", overdue, IcrStage.OVERDUE, N1_DUE, 1),
-    ("resent", resent, IcrStage.AWAITING_RESPONSE, N2_DUE, 2),
-    ("review", _reviewing, IcrStage.LAA_REVIEW, None, 1),
-    ("escalated", escalated, IcrStage.ESCALATED, None, 3),
-    ("closed", _closed, IcrStage.CLOSED, None, 1),
+    ("active", state, IcrStage.ACTIVE, None, 0, None),
+    ("awaiting", notified, IcrStage.AWAITING_RESPONSE, N1_DUE, 1, None),
+    ("overdue", overdue, IcrStage.OVERDUE, N1_DUE, 1, None),
+    # The returned notification's no-response task stays in the LAA's queue while it is resent.
+    ("resent", resent, IcrStage.AWAITING_RESPONSE, N2_DUE, 2, "no_response"),
+    ("review", _reviewing, IcrStage.LAA_REVIEW, None, 1, "review"),
+    ("escalated", escalated, IcrStage.ESCALATED, None, 3, "escalation"),
+    ("closed", _closed, IcrStage.CLOSED, None, 1, None),
 ]
 
 
-@pytest.mark.parametrize(("build", "stage", "due", "cycle"), [s[1:] for s in STAGES], ids=[s[0] for s in STAGES])
-def test_stage_and_search_attributes(build, stage: IcrStage, due: datetime | None, cycle: int) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(("build", "stage", "due", "cycle", "task"), [s[1:] for s in STAGES],
+                         ids=[s[0] for s in STAGES])
+def test_stage_and_search_attributes(build, stage: IcrStage, due: datetime | None, cycle: int,  # noqa: ANN001
+                                     task: str | None) -> None:
     s = build()
     assert rules.stage_of(s) == stage
     assert s.stage == stage
@@ -135,6 +147,7 @@ def test_stage_and_search_attributes(build, stage: IcrStage, due: datetime | Non
         "ResponseDueDate": due,
         "NotificationCycle": cycle,
         "PolicyVersion": 2,
+        "OpenTaskKind": task,
     }
 
 
@@ -204,3 +217,130 @@ def test_status_of_closed_certificate_has_no_deadline() -> None:
     assert st.inactivity_deadline is None
     assert st.closed_at == CLOSED_AT
     assert st.closed_reason == "closed elsewhere: discharged"
+
+
+# --- what the Web UI shows: no personal data, the situation at a glance ------------------
+
+PERSONAL = [CONTACT, CASEWORKER, "XO1", "NEW1", "a private message", "reason in confidence"]
+
+
+def _no_personal_data(text: str) -> None:
+    for word in PERSONAL:
+        assert word not in text, f"{word!r} shown in the Web UI:\n{text}"
+
+
+def _with_poa(s: CertificateState, outstanding: str) -> CertificateState:
+    return rules.load(s, snapshot().model_copy(update={"poa_outstanding": outstanding}), LOADED_AT).state
+
+
+def test_static_summary_and_details_name_the_certificate_and_its_firm() -> None:
+    assert rules.static_summary(CASE, FIRM) == "Certificate 300001416143 · firm 26517"
+    assert rules.static_summary(CASE, None) == "Certificate 300001416143"
+    details = rules.static_details(CASE, FIRM)
+    assert "**300001416143**" in details and "**26517**" in details and "Current Details" in details
+    assert "firm" not in rules.static_details(CASE, None)
+
+
+def test_current_details_of_an_overdue_certificate() -> None:
+    details = rules.current_details(_with_poa(overdue(), "750.00"))
+    lines = details.splitlines()
+    assert lines[0] == "**Overdue: the provider's response is late**"
+    assert "- **Case reference** 300001416143 · **firm** 26517" in lines
+    # UK time: 10:00 UTC is 11:00 BST.
+    assert (f"- **Open notification** {ID1} (cycle 1 of 3): due 2026-05-31 11:00, returned 2026-06-07 11:00 "
+            "if unanswered — **overdue**") in lines
+    assert "- **Inactivity deadline** 2026-05-17 11:00 (reached: under review)" in lines
+    assert "- **Payments on account outstanding** £750.00" in lines
+    assert "Open task" not in details and "To decide" not in details
+    # The last events, newest first, without the login id the notification was assigned to.
+    events = lines[lines.index("**Last events**") + 2:]
+    assert events[0] == f"- 2026-05-31 11:00 notification {ID1} overdue"
+    assert events[1] == f"- 2026-05-17 11:00 notification {ID1} raised (cycle 1)"
+    _no_personal_data(details)
+
+
+def test_current_details_of_a_review_say_what_the_task_asks_and_how_to_decide() -> None:
+    details = rules.current_details(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED))
+    assert details.startswith("**LAA review: a task awaits a caseworker's decision**")
+    assert (f"- **Open task** {TASK1} (review, since 2026-11-23 15:00): the provider answered Case Complete "
+            "to be Billed: close, or keep open") in details
+    assert f"provider answered Case Complete to be Billed to {ID1}" in details
+    assert "*More Actions* → *Send an Update* → `decide`" in details
+    assert f'"task_id": "{TASK1}"' in details
+    assert "Open notification" not in details
+    _no_personal_data(details)
+
+
+def test_current_details_of_an_escalation_count_the_unanswered_cycles() -> None:
+    details = rules.current_details(escalated())
+    assert details.startswith("**Escalated: a task awaits a caseworker's decision**")
+    assert "(escalation, since 2026-07-19 11:00): 3 notifications in a row unanswered" in details
+    _no_personal_data(details)
+
+
+@pytest.mark.parametrize("decision", ["close", "keep_open"])
+def test_current_details_after_a_decision_name_no_caseworker_and_no_reason(decision: str) -> None:
+    s = decide(_with_poa(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED), "1000.00"), decision,
+               reason="reason in confidence").state
+    details = rules.current_details(s)
+    assert f"caseworker decided {decision} on {TASK1}" in details
+    if decision == "close":
+        assert details.startswith("**Closed**")
+        assert "certificate closed" in details and "Inactivity deadline" not in details
+    else:
+        assert details.startswith("**Active: the inactivity clock is running**")
+        assert "- **Follow-up** due 2027-04-01 00:00 unless a bill arrives" in details
+        assert "- **Falls due** 2028-07-31 10:00 unless activity is recorded before then" in details
+    _no_personal_data(details)
+
+
+def test_current_details_of_a_refused_decision_and_a_reassignment_name_no_one() -> None:
+    s = rules.refuse_decision(notified(), LaaDecisionRequest(caseworker=CASEWORKER, decision="maybe"),
+                              Refused("unknown_decision", "'maybe' is not a decision"), N1_DUE).state
+    s = rules.apply_reassign(s, REASSIGN, N1_DUE).state
+    details = rules.current_details(s)
+    assert "decision refused: 'maybe' is not a decision" in details
+    assert "provider contact reassigned" in details
+    _no_personal_data(details)
+    # The status query keeps who did it.
+    assert any(CASEWORKER in h.what for h in rules.status_of(s).history)
+
+
+def test_current_details_of_a_closed_certificate_show_the_recoupment() -> None:
+    s = decide(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED), "close").state
+    s.recoupments.append(Recoupment(recoupment_id="RCP-300001416143", amount="1000.00", at=DECIDED))
+    details = rules.current_details(s)
+    assert "- **Closed** 2026-12-01 09:00" in details
+    assert "- **Recouped** £1000.00 on 2026-12-01 09:00" in details
+
+
+def test_step_summaries_read_as_the_review_and_name_no_one() -> None:
+    raised = step(state(), N1).effects[0]
+    assert rules.step_summary(raised) == f"raise notification {ID1} (cycle 1): due 2026-05-31 11:00"
+    returned = step(overdue(), N1_RETURN).effects
+    assert [rules.step_summary(e) for e in returned] == [
+        f"close notification {ID1}: No Response",
+        f"raise LAA task {TASK1}: no_response",
+        "raise notification ICR-300001416143-002 (cycle 2): due 2026-06-21 11:00",
+    ]
+    answered = rules.apply_response(notified(), RespondRequest(
+        user_login_id=CONTACT, response="complete_no_bill_due", message="a private message"), ANSWERED).effects
+    assert [rules.step_summary(e) for e in answered] == [
+        "record response Case Complete No Bill Due", "close the certificate; recoup payments on account"]
+    decided = decide(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED), "keep_open").effects
+    assert [rules.step_summary(e) for e in decided] == [f"close LAA task {TASK1}: keep_open"]
+    reassigned = rules.apply_reassign(notified(), REASSIGN, N1_DUE).effects
+    assert [rules.step_summary(e) for e in reassigned] == ["record the new provider contact"]
+
+
+def test_wait_summaries_name_what_the_certificate_waits_for() -> None:
+    assert rules.wait_summary(state(), DUE_608) == "wait for activity: falls due 2026-05-17 11:00"
+    assert rules.wait_summary(notified(), N1_DUE) == "wait for response: due 2026-05-31 11:00"
+    assert rules.wait_summary(overdue(), N1_RETURN) == "wait for response: returned 2026-06-07 11:00"
+    kept = decide(reviewed(Response.COMPLETE_TO_BE_BILLED, RESPONDED), "keep_open").state
+    assert rules.wait_summary(kept, FY_END_2027) == "wait for a bill: follow-up 2027-04-01 00:00"
+    assert rules.wait_summary(state(), NOW) == "wait until 2026-05-20 13:00"
+    # And each is what the rules' next step actually waits until.
+    for s, until in [(state(), DUE_608), (notified(), N1_DUE), (overdue(), N1_RETURN), (kept, FY_END_2027)]:
+        wait = rules.next_step(s, until - SEC)
+        assert isinstance(wait, rules.Wait) and wait.until == until

@@ -20,6 +20,7 @@ from temporalio.api.workflowservice.v1 import (
     GetWorkflowExecutionHistoryRequest,
 )
 
+from icr.client import MessageRefused
 from icr.codec import ENCODING, EncryptionCodec, PayloadKeyError, PayloadKeys
 from icr.codec_server import codec_app, serve
 from icr.keyring import ConfigurationError, payload_keys
@@ -291,9 +292,13 @@ async def test_a_decision_from_an_unknown_or_inactive_caseworker_is_refused_and_
     directory.write_text("caseworker_id,active\nLAA-LEFT,false\nLAA-NEW,true\n")
     report = await import_caseworkers(engine.store, directory, actor="ops", now=await engine.now())
     assert (report.imported, report.refused) == (2, [])
-    for name in ("NOBODY", "LAA-LEFT"):
-        await engine.certificates.decide(engine.ref, LaaDecisionRequest(caseworker=name, decision="close",
+    # Through the `decide` update the refusal comes back; through the signal it is only audited.
+    with pytest.raises(MessageRefused) as refused:
+        await engine.certificates.decide(engine.ref, LaaDecisionRequest(caseworker="NOBODY", decision="close",
                                                                         reason="forged"))
+    assert refused.value.code == "unknown_caseworker"
+    await engine.certificates.send_decision(engine.ref, LaaDecisionRequest(caseworker="LAA-LEFT", decision="close",
+                                                                           reason="forged"))
     await engine.env.sleep(1)
     s = await status(handle)
     assert s.stage == "LaaReview" and s.open_task == task and s.recoupments == []

@@ -13,7 +13,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 with workflow.unsafe.imports_passed_through():
     from icr import rules
@@ -25,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
         CloseCertificate,
         CloseCertificateRequest,
         CloseCertificateResult,
+        DecideResult,
+        Decision,
         Effect,
         LaaDecisionRequest,
         LoadCaseworkerInput,
@@ -58,7 +60,9 @@ DEFAULT_HISTORY_LIMIT = 5_000
 
 
 def _refusal(refused: rules.Refused) -> ApplicationError:
-    return ApplicationError(refused.message, type=refused.code, non_retryable=True)
+    # Benign: a refusal is the rules' answer, not a fault (no error logs; no stack for the caller).
+    return ApplicationError(refused.message, type=refused.code, non_retryable=True,
+                            category=ApplicationErrorCategory.BENIGN)
 
 
 @workflow.defn(name="CertificateWorkflow")
@@ -88,6 +92,7 @@ class CertificateWorkflow:
                                     f"{rules.workflow_id_for(input.case_reference)!r}")
         except rules.Refused as refused:
             raise _refusal(refused) from None
+        workflow.set_current_details(rules.current_details(self._state))
         while True:
             async with self._lock:
                 await self._handle_messages()
@@ -104,8 +109,9 @@ class CertificateWorkflow:
                 await self._continue_as_new(input)
             self._changed = False
             timeout = None if step.until is None else max(step.until - workflow.now(), timedelta(0))
+            summary = None if step.until is None else rules.wait_summary(self._state, step.until)
             try:
-                await workflow.wait_condition(self._has_work, timeout=timeout)
+                await workflow.wait_condition(self._has_work, timeout=timeout, timeout_summary=summary)
             except asyncio.TimeoutError:
                 pass
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -118,13 +124,14 @@ class CertificateWorkflow:
         if self._reload:
             self._reload = False
             snapshot = await self._step("load_certificate", LoadCertificateInput(
-                case_reference=self._state.case_reference, at=workflow.now()), CertificateSnapshot)
+                case_reference=self._state.case_reference, at=workflow.now()), CertificateSnapshot,
+                "read the registry")
             await self._apply(rules.load(self._state, snapshot, workflow.now()))
         if self._events:
             events, self._events = self._events, []
             await self._record_events(events)
         while self._decisions and self._state.closed_at is None:
-            await self._apply(await self._decision(self._decisions.pop(0)))
+            await self._decision(self._decisions.pop(0))
         while self._closes and self._state.closed_at is None:
             close_request = self._closes.pop(0)
             try:
@@ -134,19 +141,23 @@ class CertificateWorkflow:
                 transition = rules.refuse_close(self._state, close_request, refused, workflow.now())
             await self._apply(transition)
 
-    async def _decision(self, request: LaaDecisionRequest) -> rules.Transition:
-        """A decision by an active caseworker of the directory, taken under the name the
-        directory has; otherwise its refusal, audited."""
+    async def _decision(self, request: LaaDecisionRequest) -> rules.Refused | None:
+        """Take a decision by an active caseworker of the directory, under the name the
+        directory has; otherwise audit its refusal and return it."""
         try:
             rules.check_decision(self._state, request)
             found: LoadCaseworkerResult = await self._step(
-                "load_caseworker", LoadCaseworkerInput(caseworker_id=request.caseworker), LoadCaseworkerResult)
+                "load_caseworker", LoadCaseworkerInput(caseworker_id=request.caseworker), LoadCaseworkerResult,
+                "check the caseworker directory")
             decided_by = rules.authorize_decision(request, found.caseworker)
-            return rules.apply_decision(self._state, request.model_copy(update={"caseworker": decided_by}),
-                                        workflow.now())
+            transition = rules.apply_decision(self._state, request.model_copy(update={"caseworker": decided_by}),
+                                              workflow.now())
         except rules.Refused as refused:
             workflow.logger.warning("decision refused: %s", refused.code)  # the audit log has the why
-            return rules.refuse_decision(self._state, request, refused, workflow.now())
+            await self._apply(rules.refuse_decision(self._state, request, refused, workflow.now()))
+            return refused
+        await self._apply(transition)
+        return None
 
     async def _record_events(self, events: list[ActivityEvent]) -> None:
         now = workflow.now()
@@ -156,8 +167,8 @@ class CertificateWorkflow:
             await self._run_effect(refusal)
         if not accepted:
             return
-        result = await self._step("record_activity_events", RecordActivityEvents(
-            case_reference=self._state.case_reference, events=accepted, received_at=now), RecordActivityResult)
+        step = RecordActivityEvents(case_reference=self._state.case_reference, events=accepted, received_at=now)
+        result = await self._step(step.kind, step, RecordActivityResult, rules.step_summary(step))
         new_ids = set(result.new_event_ids)
         new: list[ActivityEvent] = []
         for event in accepted:
@@ -178,14 +189,16 @@ class CertificateWorkflow:
         self._state = transition.state
         self._changed = True
         self._upsert_search_attributes()
+        workflow.set_current_details(rules.current_details(self._state))
 
     async def _run_effect(self, effect: Effect) -> Any:
-        return await self._step(effect.kind, effect, RESULT_TYPES.get(effect.kind))
+        return await self._step(effect.kind, effect, RESULT_TYPES.get(effect.kind), rules.step_summary(effect))
 
-    async def _step(self, name: str, arg: Any, result_type: type | None) -> Any:
+    async def _step(self, name: str, arg: Any, result_type: type | None, summary: str) -> Any:
+        # The summary names the step in the Web UI's timeline; never personal data.
         return await workflow.execute_local_activity(
             name, arg, result_type=result_type, start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=STEP_RETRY)
+            retry_policy=STEP_RETRY, summary=summary)
 
     def _upsert_search_attributes(self) -> None:
         wanted = rules.search_attributes(self._state)
@@ -265,6 +278,25 @@ class CertificateWorkflow:
         except rules.Refused as refused:
             raise _refusal(refused) from None
 
+    @workflow.update(name="decide")
+    async def decide(self, request: LaaDecisionRequest) -> DecideResult:
+        """The `laa_decision` signal as an update: a refusal comes back to the caseworker (and,
+        once past the validator, is audited like the signal's)."""
+        async with self._lock:
+            task = self._state.task
+            refused = await self._decision(request)
+            if refused is not None:
+                raise _refusal(refused)
+            assert task is not None
+        return DecideResult(task_id=task.task_id, decision=Decision(request.decision), stage=self._state.stage)
+
+    @decide.validator
+    def _validate_decide(self, request: LaaDecisionRequest) -> None:
+        try:
+            rules.check_decision(self._state, request)
+        except rules.Refused as refused:
+            raise _refusal(refused) from None
+
     @workflow.update(name="reassign_contact")
     async def reassign_contact(self, request: ReassignContactRequest) -> ReassignContactResult:
         users = await self._users([request.user_login_id, request.new_contact_login_id])
@@ -288,5 +320,5 @@ class CertificateWorkflow:
 
     async def _users(self, login_ids: list[str]) -> dict[str, User]:
         result: LoadUsersResult = await self._step("load_users", LoadUsersInput(login_ids=login_ids),
-                                                   LoadUsersResult)
+                                                   LoadUsersResult, "read the user directory")
         return {u.login_id: u for u in result.users}

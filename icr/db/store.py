@@ -188,6 +188,7 @@ class Store:
             policy=policy,
             next_policy_change_at=next_at,
             outages=[Outage(**_outage(o).model_dump(include=set(Outage.model_fields))) for o in outages],
+            poa_outstanding=None if cert is None else money(cert["poa_paid"] - cert["poa_recouped"]),
         )
 
     async def load_users(self, login_ids: list[str]) -> list[User]:
@@ -232,6 +233,12 @@ class Store:
     async def tasks_of(self, case_reference: str) -> list[asyncpg.Record]:
         return await self.pool.fetch(
             "SELECT * FROM laa_tasks WHERE case_reference = $1 ORDER BY raised_at, task_id", case_reference)
+
+    async def open_tasks_of(self, case_references: list[str]) -> list[asyncpg.Record]:
+        """The open LAA tasks of these certificates, the longest waiting first."""
+        return await self.pool.fetch(
+            "SELECT * FROM laa_tasks WHERE is_open AND case_reference = ANY($1::text[]) ORDER BY raised_at, task_id",
+            case_references)
 
     async def recoupments_of(self, case_reference: str) -> list[asyncpg.Record]:
         return await self.pool.fetch(

@@ -68,7 +68,18 @@ from icr.rules.transitions import (
     response_outcome,
     screen_events,
 )
-from icr.rules.views import search_attributes, stage_of, status_of
+from icr.rules.views import (
+    current_details,
+    search_attributes,
+    stage_of,
+    static_details,
+    static_summary,
+    status_of,
+    step_summary,
+    task_asks,
+    uk_time,
+    wait_summary,
+)
 
 __all__ = [
     # vocabulary used as rules.ActivityKind / rules.Response (starter.py)
@@ -136,7 +147,14 @@ __all__ = [
     "response_outcome",
     "screen_events",
     # views
+    "current_details",
     "search_attributes",
     "stage_of",
+    "static_details",
+    "static_summary",
     "status_of",
+    "step_summary",
+    "task_asks",
+    "uk_time",
+    "wait_summary",
 ]

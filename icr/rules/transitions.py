@@ -104,8 +104,9 @@ def initial_state(case_reference: str) -> CertificateState:
 
 
 
-def _note(state: CertificateState, at: datetime, what: str) -> None:
-    state.history.append(HistoryEntry(at=at, what=what))
+def _note(state: CertificateState, at: datetime, what: str, *, public: str | None = None) -> None:
+    """`public`: the same without the login ids `what` names, for the Web UI."""
+    state.history.append(HistoryEntry(at=at, what=what, public=public))
     del state.history[:-HISTORY_KEPT]
 
 
@@ -122,6 +123,7 @@ def load(state: CertificateState, snapshot: CertificateSnapshot, now: datetime) 
     s.loaded = True
     registered_now = s.registration is None and snapshot.registration is not None
     s.registration = snapshot.registration
+    s.poa_outstanding = snapshot.poa_outstanding
     if snapshot.policy != s.policy:
         if s.policy is not None:
             _note(s, now, f"policy version {snapshot.policy.version} in force "
@@ -409,7 +411,8 @@ def _raise_notification(s: CertificateState, now: datetime) -> RaiseNotification
     )
     s.notification = notification
     _note(s, now, f"notification {notification.notification_id} raised "
-                  f"(cycle {notification.cycle}) to {notification.assigned_to}")
+                  f"(cycle {notification.cycle}) to {notification.assigned_to}",
+          public=f"notification {notification.notification_id} raised (cycle {notification.cycle})")
     return RaiseNotification(
         case_reference=s.case_reference,
         notification_id=notification.notification_id,
@@ -477,12 +480,13 @@ def _raise_task(s: CertificateState, kind: TaskKind, now: datetime, *, detail: s
     return effects
 
 
-def _close_task(s: CertificateState, now: datetime, reason: str) -> CloseTask:
+def _close_task(s: CertificateState, now: datetime, reason: str, *, public: str | None = None) -> CloseTask:
     """Mutates `s`: the engine closes the open task (no caseworker decision), saying why."""
     assert s.task is not None
     task = s.task
     s.task = None
-    _note(s, now, f"LAA task {task.task_id} closed: {reason}")
+    _note(s, now, f"LAA task {task.task_id} closed: {reason}",
+          public=None if public is None else f"LAA task {task.task_id} closed: {public}")
     return CloseTask(case_reference=s.case_reference, task_id=task.task_id, decision=None,
                      decided_by=ENGINE_ACTOR, reason=reason, at=now)
 
@@ -520,7 +524,8 @@ def _close_certificate(s: CertificateState, now: datetime, *, reason: str, actor
     s.closed_at = now
     s.closed_reason = reason
     s.follow_up = None
-    _note(s, now, f"certificate closed: {reason}")
+    # The reason may be a caseworker's or another system's free text: not for the Web UI.
+    _note(s, now, f"certificate closed: {reason}", public="certificate closed")
     return CloseCertificate(case_reference=s.case_reference, recoupment_id=f"RCP-{s.case_reference}",
                             recoup=recoup, reason=reason, actor=actor, at=now)
 
@@ -539,7 +544,8 @@ def apply_response(state: CertificateState, request: RespondRequest, now: dateti
     ]
     s.notification = None
     _note(s, now, f"{request.user_login_id} answered {RESPONSE_LABELS[response]} "
-                  f"to {notification_id}")
+                  f"to {notification_id}",
+          public=f"provider answered {RESPONSE_LABELS[response]} to {notification_id}")
     effects.extend(_supersede_no_response_task(s, now, "provider responded"))
     effects.extend(_answer(s, response, now, actor=request.user_login_id,
                            notification_id=notification_id))
@@ -566,7 +572,8 @@ def apply_decision(state: CertificateState, request: LaaDecisionRequest, now: da
         CloseTask(case_reference=s.case_reference, task_id=task.task_id, decision=decision,
                   decided_by=request.caseworker, reason=request.reason, at=now)
     ]
-    _note(s, now, f"{request.caseworker} decided {decision.value} on {task.task_id}")
+    _note(s, now, f"{request.caseworker} decided {decision.value} on {task.task_id}",
+          public=f"caseworker decided {decision.value} on {task.task_id}")
     if decision == Decision.CLOSE:
         if s.notification is not None:
             effects.append(_close_notification(s, NotificationStatus.CERTIFICATE_CLOSED, now))
@@ -594,7 +601,8 @@ def refuse_decision(state: CertificateState, request: LaaDecisionRequest, refuse
     """A refused decision changes nothing but is audited, each refusal under its own key."""
     s = state.model_copy(deep=True)
     s.refusals += 1
-    _note(s, now, f"decision by {request.caseworker[:100]!r} refused: {refused.message}")
+    _note(s, now, f"decision by {request.caseworker[:100]!r} refused: {refused.message}",
+          public=f"decision refused: {refused.message}")
     detail = {"decision": request.decision[:100]}
     if request.task_id is not None:
         detail["task_id"] = request.task_id[:100]
@@ -634,7 +642,7 @@ def apply_close(state: CertificateState, request: CloseCertificateRequest, now: 
     if s.notification is not None:
         effects.append(_close_notification(s, NotificationStatus.CERTIFICATE_CLOSED, now))
     if s.task is not None:
-        effects.append(_close_task(s, now, f"certificate closed: {request.reason}"))
+        effects.append(_close_task(s, now, f"certificate closed: {request.reason}", public="certificate closed"))
     effects.append(_close_certificate(s, now, reason=f"closed elsewhere: {request.reason}",
                                       actor=_closing_system(request), recoup=False))
     return _settle(Transition(s, effects))
@@ -647,7 +655,7 @@ def apply_reassign(state: CertificateState, request: ReassignContactRequest, now
     old = s.registration.provider_contact_login
     s.registration.provider_contact_login = request.new_contact_login_id
     _note(s, now, f"{request.user_login_id} reassigned the provider contact from {old} "
-                  f"to {request.new_contact_login_id}")
+                  f"to {request.new_contact_login_id}", public="provider contact reassigned")
     return Transition(s, [UpdateContact(case_reference=s.case_reference,
                                         new_contact_login_id=request.new_contact_login_id,
                                         actor=request.user_login_id, at=now)])
