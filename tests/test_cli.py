@@ -88,7 +88,10 @@ async def registry(engine_env: EngineEnv, worker: WorkerProcess, client: Client,
         [reg.active, FIRM, "2L847Q", "CONTACT1", "2020-01-06", days_ago(10), "0.00", "0.00"],
         [reg.review, FIRM, "2L847Q", "CONTACT1", "2020-01-06", days_ago(700), "0.00", "0.00"],
     ])
+    caseworkers = write_csv(folder / "caseworkers.csv", ["caseworker_id", "active"],
+                            [["CW1", "true"], ["LAA-CW-1", "true"]])
     reg.import_runs.append(await engine_env.starter("import", "users", str(users)))
+    reg.import_runs.append(await engine_env.starter("import", "caseworkers", str(caseworkers)))
     reg.import_runs.append(await engine_env.starter("import", "certificates", str(certificates)))
     for run in reg.import_runs:
         assert run.code == 0, str(run)
@@ -245,7 +248,7 @@ def _json(run: Run) -> Any:
 
 async def test_respond_case_ongoing(engine_env: EngineEnv, registry: Registry,  # noqa: F811
                                               client: Client) -> None:
-    users_run, certificates_run = registry.import_runs
+    users_run, _, certificates_run = registry.import_runs
     assert "3 imported" in users_run.stdout, str(users_run)
     assert "4 imported" in certificates_run.stdout and "4 workflows started" in certificates_run.stdout, \
         str(certificates_run)

@@ -4,11 +4,13 @@ PostgreSQL rows and on the `status` query."""
 from __future__ import annotations
 
 import json
+from typing import Any
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHandle
 
 from icr.models import (
@@ -376,6 +378,14 @@ async def current_details(handle: WorkflowHandle) -> str:
     return str(metadata.current_details)
 
 
+async def plain(engine: Engine, payload: Payload) -> Any:
+    """A payload as the Web UI shows it through the codec server: decrypted, then JSON."""
+    codec = engine.client.data_converter.payload_codec
+    assert codec is not None
+    [decoded] = await codec.decode([payload])
+    return json.loads(decoded.data)
+
+
 async def test_the_web_ui_reads_the_review_at_a_glance(engine: Engine) -> None:
     now = await engine.now()
     await add_user(engine.store, "CASEWORKER1", ["case_management"])
@@ -387,11 +397,11 @@ async def test_the_web_ui_reads_the_review_at_a_glance(engine: Engine) -> None:
     # The start input is the case reference alone (the engine's own fields are left out).
     history = await handle.fetch_history()
     started = history.events[0].workflow_execution_started_event_attributes
-    assert [json.loads(p.data) for p in started.input.payloads] == [{"case_reference": engine.ref}]
+    assert [await plain(engine, p) for p in started.input.payloads] == [{"case_reference": engine.ref}]
     # The static summary and details, as the client started it.
     meta = history.events[0].user_metadata
-    assert json.loads(meta.summary.data) == f"Certificate {engine.ref} · firm 26517"
-    assert f"**{engine.ref}**, provider firm **26517**" in json.loads(meta.details.data)
+    assert await plain(engine, meta.summary) == f"Certificate {engine.ref} · firm 26517"
+    assert f"**{engine.ref}**, provider firm **26517**" in await plain(engine, meta.details)
 
     details = await current_details(handle)
     assert details.startswith("**Awaiting the provider's response**")
@@ -401,7 +411,7 @@ async def test_the_web_ui_reads_the_review_at_a_glance(engine: Engine) -> None:
     assert f"due {rules.uk_time(due)}" in details
 
     timers = [e.timer_started_event_attributes for e in history.events if e.HasField("timer_started_event_attributes")]
-    summaries = [json.loads(e.user_metadata.summary.data) for e in history.events
+    summaries = [await plain(engine, e.user_metadata.summary) for e in history.events
                  if e.HasField("user_metadata") and e.user_metadata.HasField("summary")]
     assert timers and f"wait for response: due {rules.uk_time(due)}" in summaries, summaries
     assert "read the registry" in summaries
@@ -414,7 +424,7 @@ async def test_the_web_ui_reads_the_review_at_a_glance(engine: Engine) -> None:
     assert "a private message" not in details and "CASEWORKER1" not in details
     assert (await search_attributes(engine, handle))["OpenTaskKind"] == "review"
     await handle.execute_update(CertificateWorkflow.decide, LaaDecisionRequest(
-        caseworker="LAA-CW-9", decision="close", reason="nothing more to come"))
+        caseworker="LAA-CW-7", decision="close", reason="nothing more to come"))
     await handle.result()
     details = await current_details(handle)
     assert details.startswith("**Closed**") and "£750.00 on" in details

@@ -26,6 +26,7 @@ from icr.models import (
 from icr.rules import Refused
 from tests.rules_builders import (
     ANSWERED,
+    DECIDED,
     CASE,
     CASEWORKER,
     CLOSED_AT,

@@ -101,7 +101,9 @@ async def certificates(engine_env: EngineEnv, worker: WorkerProcess, client: Cli
         [review, FIRM, "2L847Q", "UI-CONTACT", "2020-01-06", inactive, "1200.00", "200.00"],
         [awaiting, FIRM, "2L847Q", "UI-CONTACT", "2020-01-06", inactive, "0.00", "0.00"],
     ])
+    caseworkers = write_csv(folder / "caseworkers.csv", ["caseworker_id", "active"], [["LAA-CW-UI", "true"]])
     for run in [await engine_env.starter("import", "users", str(users)),
+                await engine_env.starter("import", "caseworkers", str(caseworkers)),
                 await engine_env.starter("import", "certificates", str(certs))]:
         assert run.code == 0, str(run)
     await wait_stage(client, review, "AwaitingResponse")
