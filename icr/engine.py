@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,7 +26,7 @@ from temporalio.client import (
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.certificate_activities import CertificateActivities
 from icr.db.migrate import migrate
@@ -112,13 +112,18 @@ async def ensure_digest_schedule(client: Client, task_queue: str) -> None:
         log.warning("digest_schedule_unavailable", reason="the server does not offer schedules")
 
 
-def build_worker(client: Client, store: Store, settings: Settings) -> Worker:
+def build_worker(client: Client, store: Store, settings: Settings, *,
+                 certificate_workflow: type[CertificateWorkflow] = CertificateWorkflow,
+                 interceptors: Sequence[Interceptor] = ()) -> Worker:
+    """The engine's worker. Tests may register a subclass of the certificate workflow (a low
+    history limit) or interceptors (a crash between two steps); production passes neither."""
     activities = CertificateActivities(store)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[CertificateWorkflow, DailyDigestWorkflow],
+        workflows=[certificate_workflow, DailyDigestWorkflow],
         activities=activities.all(),
+        interceptors=interceptors,
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_local_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
 from icr.models import (
     ActivityEvent,
@@ -24,7 +25,9 @@ from icr.models import (
     Response,
 )
 from icr.rules import financial_year_end_after
-from tests.conftest import Engine, add_certificate, add_user
+from icr.db.store import Store
+from tests.conftest import Engine, add_certificate, add_user, running_engine
+from tests.short_history import ShortHistoryCertificateWorkflow
 from workflows.certificate import CertificateWorkflow
 
 DAY = timedelta(days=1)
@@ -369,10 +372,16 @@ async def test_cross_office_user_reassigns_the_contact_for_later_notifications(e
     assert s.open_notification is not None and s.open_notification.assigned_to == "NEWCONTACT"
 
 
-async def test_long_lived_certificate_continues_as_new_without_losing_state(engine: Engine) -> None:
+async def test_long_lived_certificate_continues_as_new_without_losing_state(time_env: WorkflowEnvironment,
+                                                                             store: Store) -> None:
+    async with running_engine(time_env, store, certificate_workflow=ShortHistoryCertificateWorkflow) as engine:
+        await continues_as_new_without_losing_state(engine)
+
+
+async def continues_as_new_without_losing_state(engine: Engine) -> None:
     now = await engine.now()
     await add_certificate(engine.store, engine.ref, last_activity_at=now - 10 * DAY)
-    handle = await engine.start(engine.ref, history_limit=40)
+    handle = await engine.start(engine.ref)
     first_run = await run_id(engine, handle)
     for i in range(30):
         await handle.signal(CertificateWorkflow.record_activity, ActivityEvent(
