@@ -521,6 +521,36 @@ class CloseCertificateResult(Model):
     recouped: str | None  # decimal string of the amount recouped, None when nothing was due
 
 
+class NotificationRecord(Model):
+    notification_id: str
+    assigned_to: str | None
+    date_assigned: datetime
+    due_date: datetime
+    return_date: datetime
+    status: str
+    is_open: bool
+
+
+class TaskRecord(Model):
+    task_id: str
+    kind: str
+    is_open: bool
+
+
+class CertificateRecords(Model):
+    """What the database holds for one certificate, to compare with its workflow's status."""
+
+    case_reference: str
+    notifications: list[NotificationRecord]
+    tasks: list[TaskRecord]
+    recoupments: list[str]  # decimal strings
+    # The latest qualifying activity the database knows (ledger or registry).
+    latest_activity_at: datetime | None
+    closed: bool
+    # The inactivity period of the policy version the workflow says is in force.
+    inactivity_days: int | None
+
+
 class QueueDailyDigests(Model):
     """Queue today's "outstanding actions" e-mails: one per provider user."""
 

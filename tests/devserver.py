@@ -120,6 +120,7 @@ class EngineEnv:
     database_url: str
     task_queue: str
     data_dir: Path
+    namespace: str | None = None  # the default namespace when None
     runs: list[Run] = field(default_factory=list)
 
     def environ(self) -> dict[str, str]:
@@ -128,6 +129,8 @@ class EngineEnv:
         env.update(TEMPORAL_ADDRESS=self.temporal_address, DATABASE_URL=self.database_url,
                    ICR_TASK_QUEUE=self.task_queue, ICR_DATA_DIR=str(self.data_dir),
                    PYTHONUNBUFFERED="1")
+        if self.namespace:
+            env["TEMPORAL_NAMESPACE"] = self.namespace
         return env
 
     async def starter(self, *args: str, timeout: float = 60) -> Run:

@@ -21,5 +21,5 @@ class ShortHistoryCertificateWorkflow(CertificateWorkflow):
 
     # The SDK wants the run method declared on every workflow class.
     @workflow.run
-    async def run(self, input: CertificateInput) -> CertificateStatus:
+    async def run(self, input: CertificateInput | None = None) -> CertificateStatus:
         return await super().run(input)

@@ -392,21 +392,3 @@ async def continues_as_new_without_losing_state(engine: Engine) -> None:
     assert s.last_activity_at == latest and s.inactivity_deadline == latest + 608 * DAY
     assert len(await engine.store.ledger_of(engine.ref)) == 30
     assert await run_id(engine, handle) != first_run
-
-
-async def test_recorded_histories_replay_deterministically(engine: Engine) -> None:
-    """The workflow code replays its own histories: what a code change must keep doing."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.worker import Replayer
-
-    from workflows.certificate import CertificateWorkflow
-
-    handle = await due_certificate(engine, poa_paid="300.00")
-    await engine.env.sleep(21 * DAY + timedelta(minutes=1))
-    await respond(handle, "complete_court_assessment")
-    await handle.signal(CertificateWorkflow.laa_decision, LaaDecisionRequest(caseworker="CW", decision="close", reason="done"))
-    await handle.result()
-    history = await handle.fetch_history()
-    replayer = Replayer(workflows=[CertificateWorkflow], data_converter=pydantic_data_converter)
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
-    assert result.replay_failure is None

@@ -108,7 +108,7 @@ class CertificateWorkflow:
     history_limit: int = DEFAULT_HISTORY_LIMIT
 
     @workflow.init
-    def __init__(self, input: CertificateInput) -> None:
+    def __init__(self, input: CertificateInput | None = None) -> None:
         # Nothing here may raise on bad input: that would fail every workflow task, for good.
         # A start the workflow cannot use is refused by `run`, ending the workflow.
         if not isinstance(input, CertificateInput):
@@ -162,7 +162,9 @@ class CertificateWorkflow:
     # --- the run loop ----------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, input: CertificateInput) -> CertificateStatus:
+    async def run(self, input: CertificateInput | None = None) -> CertificateStatus:
+        # `input` is read by __init__; a default, so that a start with no input at all is
+        # refused like any other unusable start.
         if self._start_refused is not None:
             # A non-retryable failure ends the workflow with a clear reason; the same error in
             # the decoder would instead fail every workflow task of this id, for good.

@@ -21,6 +21,7 @@ from icr.models import (
     ActivityEvent,
     ActivityKind,
     AuditRefusal,
+    CertificateRecords,
     CertificateSnapshot,
     ClaimExerciseResponse,
     CloseCertificate,
@@ -28,6 +29,7 @@ from icr.models import (
     CloseTask,
     ExerciseResponse,
     MarkNotificationOverdue,
+    NotificationRecord,
     NotificationStatus,
     Policy,
     QueueDailyDigests,
@@ -40,6 +42,7 @@ from icr.models import (
     RefusedEvent,
     Registration,
     Response,
+    TaskRecord,
     UpdateContact,
     User,
     money,
@@ -157,6 +160,37 @@ class Store:
     async def audit_of(self, case_reference: str) -> list[asyncpg.Record]:
         return await self.pool.fetch(
             "SELECT * FROM audit_log WHERE case_reference = $1 ORDER BY at, id", case_reference)
+
+    async def records_of(self, case_reference: str, policy_version: int | None) -> CertificateRecords:
+        """Everything `starter.py check` compares with the certificate's workflow."""
+        async with self.pool.acquire() as conn:
+            notifications = await conn.fetch(
+                "SELECT * FROM notifications WHERE case_reference = $1 ORDER BY notification_id", case_reference)
+            tasks = await conn.fetch(
+                "SELECT task_id, kind, is_open FROM laa_tasks WHERE case_reference = $1 ORDER BY task_id",
+                case_reference)
+            recoupments = await conn.fetch(
+                "SELECT amount FROM recoupments WHERE case_reference = $1 ORDER BY recouped_at", case_reference)
+            latest = await conn.fetchval(
+                "SELECT max(occurred_at) FROM activity_ledger WHERE case_reference = $1", case_reference)
+            cert = await conn.fetchrow(
+                "SELECT last_activity_at, closed_at FROM certificates WHERE case_reference = $1", case_reference)
+            days = None if policy_version is None else await conn.fetchval(
+                "SELECT inactivity_days FROM policy_versions WHERE version = $1", policy_version)
+        if cert is not None and cert["last_activity_at"] is not None and (
+                latest is None or cert["last_activity_at"] > latest):
+            latest = cert["last_activity_at"]
+        return CertificateRecords(
+            case_reference=case_reference,
+            notifications=[NotificationRecord(
+                notification_id=r["notification_id"], assigned_to=r["assigned_to"],
+                date_assigned=r["date_assigned"], due_date=r["due_date"], return_date=r["return_date"],
+                status=r["status"], is_open=r["is_open"]) for r in notifications],
+            tasks=[TaskRecord(task_id=r["task_id"], kind=r["kind"], is_open=r["is_open"]) for r in tasks],
+            recoupments=[money(r["amount"]) for r in recoupments],
+            latest_activity_at=latest,
+            closed=cert is not None and cert["closed_at"] is not None,
+            inactivity_days=days)
 
     # --- the workflow's steps --------------------------------------------------------------
 
