@@ -45,27 +45,22 @@ with workflow.unsafe.imports_passed_through():
     )
     from icr.search_attributes import SEARCH_ATTRIBUTES
 
-# Local or regular activity, step by step, by what each guarantees:
+# Every step is a regular activity, none local, by what each guarantees:
 # - A local activity runs inside the workflow task. If the worker dies before that task
-#   completes, the task is retried with a new workflow.now() and perhaps newer messages, and
-#   the activity runs again: what the lost attempt wrote stays in the database while the
-#   workflow adopts the retry's decision. So only steps whose writes the workflow does not
-#   decide are local: the reads (load_certificate, load_users: a retry reads again and the
-#   workflow adopts what it read) and the ledger (record_activity_events stores what the
-#   source sent, under the source's id, and returns the ledger's rows, so events a lost
-#   attempt wrote are still applied). They stay local because they are the hot path (every
-#   event, every start) and a local step costs no server round trip.
+#   completes, the retried task runs it again with a new workflow.now() and perhaps newer
+#   messages: what the lost attempt wrote stays in the database while the workflow adopts
+#   the retry's decision. Its retries keep the task alive and add to the history for as long
+#   as a database outage lasts. And it moves the workflow's clock by the worker's: with local
+#   steps, tools/chaos.py (workers killed at random) saw replays of the same history compute
+#   a timer where the first run had scheduled an activity, failing those certificates'
+#   workflow tasks for good (3 of 210). That was enough to give up the saved round trip.
 # - A regular activity runs only after the workflow task that scheduled it has completed: its
-#   input (ids, dates, assignee, decision, amounts) is in the history before it writes, and
-#   every retry writes that same input. Every step whose content the workflow decides is
-#   therefore regular: the database only ever receives what the workflow adopted.
-# All retry without limit: a database outage delays a step, it never loses or repeats one.
-# Retries of a local activity add to the history (the workflow task is kept alive meanwhile),
-# those of a regular activity add nothing; so a local step still failing after
-# LOCAL_STEP_LIMIT carries on as a regular activity, and a long outage leaves the history
-# bounded.
-LOCAL_STEPS = frozenset({"load_certificate", "load_users", "record_activity_events"})
-LOCAL_STEP_LIMIT = timedelta(seconds=30)
+#   input (ids, dates, assignee, decision, amounts) is in the history before it writes, every
+#   retry writes that same input, its retries add nothing to the history, and the workflow's
+#   clock comes from the server alone. So the database only ever receives what the workflow
+#   adopted, and a long outage leaves the history bounded.
+# The ledger step (record_activity_events) returns the ledger's rows for every event, also
+# those an attempt whose completion was lost wrote, so none of them is lost.
 STEP_TIMEOUT = timedelta(seconds=30)
 # The engine's own steps retry whatever fails: their data comes from the registry, and once
 # it is put right they go through.
@@ -291,15 +286,6 @@ class CertificateWorkflow:
 
     async def _step(self, name: str, arg: Any, result_type: type | None,
                     retry: RetryPolicy = STEP_RETRY) -> Any:
-        if name in LOCAL_STEPS:
-            try:
-                return await workflow.execute_local_activity(
-                    name, arg, result_type=result_type, start_to_close_timeout=STEP_TIMEOUT,
-                    schedule_to_close_timeout=LOCAL_STEP_LIMIT, retry_policy=retry)
-            except ActivityError as err:
-                if _invalid_data(err) is not None and retry is MESSAGE_STEP_RETRY:
-                    raise
-                workflow.logger.warning("step %s still failing: carries on as a regular activity", name)
         return await workflow.execute_activity(
             name, arg, result_type=result_type, start_to_close_timeout=STEP_TIMEOUT, retry_policy=retry)
 
