@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     max_concurrent_activities: int = Field(default=100, validation_alias="ICR_MAX_CONCURRENT_ACTIVITIES")
     max_concurrent_workflow_tasks: int = Field(default=100, validation_alias="ICR_MAX_CONCURRENT_WORKFLOW_TASKS")
     db_pool_size: int = Field(default=10, validation_alias="ICR_DB_POOL_SIZE")
+    # Workflows kept in a worker's memory between their tasks (the SDK's sticky cache). Off:
+    # with it on, tools/chaos.py (workers killed at random, queries meanwhile) saw a worker run
+    # a certificate's new workflow task with the previous task's clock (2 and 3 certificates
+    # of 210 in two runs), whose replays then fail for good; with it off, none. Without the
+    # cache every workflow task replays the certificate's history, which continue-as-new keeps
+    # short.
+    max_cached_workflows: int = Field(default=0, validation_alias="ICR_MAX_CACHED_WORKFLOWS")
     log_format: str = Field(default="console", validation_alias="ICR_LOG_FORMAT")  # or "json"
     log_level: str = Field(default="info", validation_alias="ICR_LOG_LEVEL")
 
