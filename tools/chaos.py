@@ -74,6 +74,7 @@ RECOUPS = {"no_bill_due", "review_closed", "escalated_closed"}
 CLOSES = RECOUPS | {"closed_elsewhere"}
 QUERY_TIMEOUT = timedelta(seconds=5)
 RETRY_AFTER = 15.0
+EVENTS_PER_CERTIFICATE = 8
 RESPONSE_DUE, RETURN_AFTER = timedelta(seconds=30), timedelta(seconds=90)
 
 
@@ -259,10 +260,10 @@ class Driver:
                 elif n is None and s.stage == "Active" and cert.events_sent:
                     cert.done = True
                     return
-            elif cert.plan == "events":
-                if len(cert.events_sent) < 4:
+            elif cert.plan == "events":  # events keep arriving for most of the run
+                if len(cert.events_sent) < EVENTS_PER_CERTIFICATE:
                     await self.event(cert)
-                    await asyncio.sleep(random.uniform(3, 15))
+                    await asyncio.sleep(random.uniform(10, 50))
                 elif s.last_activity_at == cert.events_sent[-1][1]:
                     cert.done = True
                     return
@@ -554,8 +555,8 @@ def main() -> int:
     parser.add_argument("--db-outage", type=float, default=60, help="seconds PostgreSQL is stopped (default 60)")
     parser.add_argument("--outage-after", type=float, default=60,
                         help="seconds into the run the outage starts (default 60)")
-    parser.add_argument("--kill-period", type=float, default=420,
-                        help="seconds over which the kills are spread (default 420)")
+    parser.add_argument("--kill-period", type=float, default=330,
+                        help="seconds over which the kills are spread (default 330)")
     parser.add_argument("--certificates", type=int, default=210, help="certificates (default 210)")
     parser.add_argument("--workers", type=int, default=3, help="worker processes (default 3)")
     parser.add_argument("--timeout", type=float, default=900,

@@ -50,10 +50,8 @@ with workflow.unsafe.imports_passed_through():
 #   completes, the retried task runs it again with a new workflow.now() and perhaps newer
 #   messages: what the lost attempt wrote stays in the database while the workflow adopts
 #   the retry's decision. Its retries keep the task alive and add to the history for as long
-#   as a database outage lasts. And it moves the workflow's clock by the worker's: with local
-#   steps, tools/chaos.py (workers killed at random) saw replays of the same history compute
-#   a timer where the first run had scheduled an activity, failing those certificates'
-#   workflow tasks for good (3 of 210). That was enough to give up the saved round trip.
+#   as a database outage lasts. Its one gain, a server round trip saved per step, does not
+#   pay for that.
 # - A regular activity runs only after the workflow task that scheduled it has completed: its
 #   input (ids, dates, assignee, decision, amounts) is in the history before it writes, every
 #   retry writes that same input, its retries add nothing to the history, and the workflow's
