@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 import asyncpg
 from temporalio.service import RPCError
 
-from icr import importer, operations, rules
+from icr import consistency, importer, operations, rules
 from icr.client import (
     CertificateClient,
     CertificateClosed,
@@ -485,6 +485,17 @@ def cmd_make_key(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_check(rt: Runtime, args: argparse.Namespace) -> int:
+    certificates = _certificates(rt)
+    refs: list[str] = args.case_references or [
+        c.case_reference async for c in certificates.list_certificates(running=True)]
+    found = await consistency.check(certificates, rt.store, refs, settle=args.settle)
+    for disagreement in found:
+        print(disagreement)
+    print(f"{len(refs)} certificate(s) checked; {len(found)} disagreement(s)")
+    return EXIT_REFUSED if found else 0
+
+
 async def cmd_demo(rt: Runtime, args: argparse.Namespace) -> int:
     from icr.demo import run_demo
 
@@ -675,6 +686,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=[k.value for k in TaskKind], help="one queue (default: every kind)")
     p.add_argument("--firm", help="provider firm id")
     p.add_argument("--limit", type=int, default=500)
+
+    p = command("check", cmd_check, "compare each running certificate's status with the database (open "
+                                    "notification, open task, deadline, recoupments); print each "
+                                    "disagreement, exit 1 if there is any")
+    p.add_argument("case_references", nargs="*", type=_case_reference, metavar="REF",
+                   help="only these certificates (default: every running one)")
+    p.add_argument("--settle", type=float, default=5.0,
+                   help="seconds to wait before reporting a disagreement that a message in flight "
+                        "may still resolve (default 5)")
 
     return parser
 

@@ -6,11 +6,17 @@ reads the clock, so retries and replays write the same values.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import asyncpg
 import structlog
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from icr.db.store import Store
 from icr.models import (
+    INVALID_DATA,
     AuditRefusal,
     CertificateSnapshot,
     ClaimExerciseResponse,
@@ -35,6 +41,20 @@ from icr.models import (
 )
 
 log = structlog.get_logger(__name__)
+
+
+@contextlib.contextmanager
+def _invalid_data_named() -> Iterator[None]:
+    """A value the database will never store fails with type `invalid_data`, so that the
+    workflow can tell it from an outage: a step carrying a message then gives up on that
+    message (refused and audited), while an outage is waited out."""
+    try:
+        yield
+    except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as err:
+        # Retryable for the SDK: the workflow's retry policy decides, per step, whether
+        # invalid data ends the step (a message's) or is retried (the engine's own).
+        raise ApplicationError(f"the database refused the step: {type(err).__name__}: {err}"[:1000],
+                               type=INVALID_DATA) from None
 
 
 class CertificateActivities:
@@ -65,20 +85,23 @@ class CertificateActivities:
 
     @activity.defn
     async def record_activity_events(self, step: RecordActivityEvents) -> RecordActivityResult:
-        new = await self.store.record_activity_events(step)
+        with _invalid_data_named():
+            result = await self.store.record_activity_events(step)
         log.info("activity_events_recorded", case_reference=step.case_reference,
-                 received=len(step.events), new=len(new))
-        return RecordActivityResult(new_event_ids=new)
+                 received=len(step.events), recorded=len(result.events), refused=len(result.refused))
+        return result
 
     @activity.defn
     async def raise_notification(self, step: RaiseNotification) -> None:
-        await self.store.raise_notification(step)
+        with _invalid_data_named():
+            await self.store.raise_notification(step)
         log.info("notification_raised", case_reference=step.case_reference,
                  notification_id=step.notification_id, cycle=step.cycle)
 
     @activity.defn
     async def mark_notification_overdue(self, step: MarkNotificationOverdue) -> None:
-        await self.store.mark_notification_overdue(step)
+        with _invalid_data_named():
+            await self.store.mark_notification_overdue(step)
         log.info("notification_overdue", case_reference=step.case_reference,
                  notification_id=step.notification_id)
 
@@ -91,36 +114,42 @@ class CertificateActivities:
 
     @activity.defn
     async def close_notification(self, step: CloseNotification) -> None:
-        await self.store.close_notification(step)
+        with _invalid_data_named():
+            await self.store.close_notification(step)
         log.info("notification_closed", case_reference=step.case_reference,
                  notification_id=step.notification_id, status=step.status.value)
 
     @activity.defn
     async def record_response(self, step: RecordResponse) -> None:
-        await self.store.record_response(step)
+        with _invalid_data_named():
+            await self.store.record_response(step)
         log.info("response_recorded", case_reference=step.case_reference,
                  notification_id=step.notification_id, response=step.response.value)
 
     @activity.defn
     async def raise_task(self, step: RaiseTask) -> None:
-        await self.store.raise_task(step)
+        with _invalid_data_named():
+            await self.store.raise_task(step)
         log.info("task_raised", case_reference=step.case_reference, task_id=step.task_id,
                  kind=step.task_kind.value)
 
     @activity.defn
     async def close_task(self, step: CloseTask) -> None:
-        await self.store.close_task(step)
+        with _invalid_data_named():
+            await self.store.close_task(step)
         log.info("task_closed", case_reference=step.case_reference, task_id=step.task_id,
                  decision=step.decision.value if step.decision else None)
 
     @activity.defn
     async def claim_exercise_response(self, step: ClaimExerciseResponse) -> None:
-        await self.store.claim_exercise_response(step)
+        with _invalid_data_named():
+            await self.store.claim_exercise_response(step)
         log.info("exercise_response_claimed", case_reference=step.case_reference)
 
     @activity.defn
     async def close_certificate(self, step: CloseCertificate) -> CloseCertificateResult:
-        recouped = await self.store.close_certificate(step)
+        with _invalid_data_named():
+            recouped = await self.store.close_certificate(step)
         # No free text in logs (a reason can name people): the audit log keeps it.
         log.info("certificate_closed", case_reference=step.case_reference, recoup=step.recoup,
                  recouped=recouped)
@@ -128,12 +157,14 @@ class CertificateActivities:
 
     @activity.defn
     async def update_contact(self, step: UpdateContact) -> None:
-        await self.store.update_contact(step)
+        with _invalid_data_named():
+            await self.store.update_contact(step)
         log.info("contact_reassigned", case_reference=step.case_reference)
 
     @activity.defn
     async def audit_refusal(self, step: AuditRefusal) -> None:
-        await self.store.audit_refusal(step)
+        with _invalid_data_named():
+            await self.store.audit_refusal(step)
         log.info("message_refused", case_reference=step.case_reference, action=step.action)
 
     @activity.defn

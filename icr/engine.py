@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,7 +25,7 @@ from temporalio.client import (
     TLSConfig,
 )
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.certificate_activities import CertificateActivities
 from activities.mail_activities import MailActivities
@@ -119,19 +119,25 @@ async def ensure_digest_schedule(client: Client, task_queue: str) -> None:
         log.warning("digest_schedule_unavailable", reason="the server does not offer schedules")
 
 
-def build_worker(client: Client, store: Store, settings: Settings, mailer: Mailer | None = None) -> Worker:
-    """`mailer`: how the daily digest is sent (see icr.mail_setup.mail_server); by default the SMTP
-    server in settings, if any."""
+def build_worker(client: Client, store: Store, settings: Settings, mailer: Mailer | None = None, *,
+                 certificate_workflow: type[CertificateWorkflow] = CertificateWorkflow,
+                 interceptors: Sequence[Interceptor] = ()) -> Worker:
+    """The engine's worker. `mailer`: how the daily digest is sent (see icr.mail_setup.mail_server);
+    by default the SMTP server in settings, if any. Tests may register a subclass of the
+    certificate workflow (a low history limit) or interceptors (a crash between two steps);
+    production passes neither."""
     activities = CertificateActivities(store)
     mail = MailActivities(mailer or Mailer(Outbox(store.pool), mail_config(settings)))
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[CertificateWorkflow, DailyDigestWorkflow],
+        workflows=[certificate_workflow, DailyDigestWorkflow],
         activities=activities.all() + mail.all(),
+        interceptors=interceptors,
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_local_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
 

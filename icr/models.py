@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 
 class Model(BaseModel):
@@ -95,6 +95,8 @@ class NotificationStatus(StrEnum):
 
 EXERCISE_ACTOR = "LAA (exercise)"
 ENGINE_ACTOR = "engine"
+# The activities' error type for a value the database refuses (never fixed by retrying).
+INVALID_DATA = "invalid_data"
 
 
 # --- policy ----------------------------------------------------------------------------
@@ -209,29 +211,46 @@ class RolloutRecord(Model):
 
 
 class CertificateInput(Model):
-    """Workflow input. Only `case_reference` is required, so any activity source can
-    signal-with-start; `state` is set by the engine itself on continue-as-new."""
+    """Workflow input: `{"case_reference": "300001416143"}`, all an outside caller may pass.
 
-    case_reference: str
-    # Set by the engine itself when a long-lived certificate continues as new.
-    state: CertificateState | None = None
+    Both fields are `Any` on purpose: a payload the decoder refused would fail every workflow
+    task of that id, for good, so any JSON value decodes here and the workflow checks it
+    itself, ending a start it cannot use with a clear failure (see `CertificateWorkflow.run`).
+    """
+
+    case_reference: Any = None
+    # The engine's own, set on continue-as-new and accepted only from it (a `CarriedState`).
+    carried: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _any_json_value(cls, value: Any) -> Any:
+        # Not an object (a bare number, a list, null): kept as the case reference, which the
+        # workflow then refuses with its usual message.
+        return value if isinstance(value, dict) else {"case_reference": value}
+
+    @model_serializer(mode="wrap")
+    def _without_carried(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # The Web UI shows the start input as sent: a plain start shows only the case
+        # reference, not the engine's carried state when there is none.
+        data: dict[str, object] = handler(self)
+        if data.get("carried") is None:
+            data.pop("carried", None)
+        return data
+
+
+class CarriedState(Model):
+    """What one run of a certificate hands to the next on continue-as-new."""
+
+    state: CertificateState
     pending_events: list[ActivityEvent] = Field(default_factory=list)
     pending_decisions: list[LaaDecisionRequest] = Field(default_factory=list)
-    pending_close: CloseCertificateRequest | None = None
     # Every close signal not yet handled (a refused one is audited, not dropped).
     pending_closes: list[CloseCertificateRequest] = Field(default_factory=list)
     reload: bool = False
-    # Continue as new after this many history events (tests set it low).
-    history_limit: int | None = None
-
-    @model_serializer(mode="wrap")
-    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        # The Web UI shows the start input as sent: a plain start shows only the case
-        # reference, not the engine's own fields at their defaults. Decoding restores them.
-        data: dict[str, object] = handler(self)
-        return {name: value for name, value in data.items()
-                if name == "case_reference"
-                or getattr(self, name) != type(self).model_fields[name].get_default(call_default_factory=True)}
+    # Messages dropped because a queue was full, not yet audited.
+    dropped_events: int = 0
+    dropped_decisions: int = 0
 
 
 class ActivityEvent(Model):
@@ -443,6 +462,10 @@ class CertificateState(Model):
     notifications_raised: int = 0
     tasks_raised: int = 0
     refusals: int = 0
+    # The ledger's sequence number of the newest event applied: a ledger row above it has
+    # not moved the clock yet (even if an attempt that did not finish wrote it), one at or
+    # below it has (a duplicate).
+    ledger_applied: int = 0
     recoupments: list[Recoupment] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)
     closed_at: datetime | None = None
@@ -490,6 +513,10 @@ class CertificateStatus(Model):
     history: list[HistoryEntry]
     closed_at: datetime | None
     closed_reason: str | None
+    # How many notifications and tasks this certificate has raised, ever: the database holds
+    # exactly as many rows (`starter.py check` compares them).
+    notifications_raised: int = 0
+    tasks_raised: int = 0
 
 
 # --- effects: what the rules ask the workflow to do; each is one activity's input -------
@@ -640,12 +667,61 @@ Effect = Annotated[
 ]
 
 
+class LedgerEvent(Model):
+    """An event as the ledger holds it (the first content received under its id wins)."""
+
+    seq: int
+    event_id: str
+    kind: str
+    occurred_at: datetime
+
+
+class RefusedEvent(Model):
+    event_id: str
+    reason: str
+
+
 class RecordActivityResult(Model):
-    new_event_ids: list[str]
+    """The ledger's rows for every event of the step, whether this attempt wrote them or an
+    earlier one did (a lost workflow task, a duplicate): the workflow applies those above its
+    watermark. Events the database would not store are refused."""
+
+    events: list[LedgerEvent] = Field(default_factory=list)
+    refused: list[RefusedEvent] = Field(default_factory=list)
 
 
 class CloseCertificateResult(Model):
     recouped: str | None  # decimal string of the amount recouped, None when nothing was due
+
+
+class NotificationRecord(Model):
+    notification_id: str
+    assigned_to: str | None
+    date_assigned: datetime
+    due_date: datetime
+    return_date: datetime
+    status: str
+    is_open: bool
+
+
+class TaskRecord(Model):
+    task_id: str
+    kind: str
+    is_open: bool
+
+
+class CertificateRecords(Model):
+    """What the database holds for one certificate, to compare with its workflow's status."""
+
+    case_reference: str
+    notifications: list[NotificationRecord]
+    tasks: list[TaskRecord]
+    recoupments: list[str]  # decimal strings
+    # The latest qualifying activity the database knows (ledger or registry).
+    latest_activity_at: datetime | None
+    closed: bool
+    # The inactivity period of the policy version the workflow says is in force.
+    inactivity_days: int | None
 
 
 class QueueDailyDigests(Model):
@@ -703,4 +779,4 @@ def money(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.01'))}"
 
 
-CertificateInput.model_rebuild()
+CarriedState.model_rebuild()

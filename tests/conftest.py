@@ -3,6 +3,7 @@ migrated template), the Temporal test server with time skipping, and helpers."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import uuid
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -124,16 +126,24 @@ class Engine:
         return await self.env.get_current_time()
 
 
-@pytest.fixture
-async def engine(time_env: WorkflowEnvironment, store: Store) -> AsyncIterator[Engine]:
+@contextlib.asynccontextmanager
+async def running_engine(env: WorkflowEnvironment, store: Store, **build: Any) -> AsyncIterator[Engine]:
+    """A worker on a task queue of its own; `build` goes to `build_worker` (a workflow
+    subclass, interceptors)."""
     task_queue = f"icr-test-{uuid.uuid4().hex[:8]}"
     settings = Settings(task_queue=task_queue)
     for caseworker_id in CASEWORKERS:
         await store.upsert_caseworker(Caseworker(caseworker_id=caseworker_id, active=True), "test",
                                       datetime.now().astimezone())
-    worker: Worker = build_worker(time_env.client, store, settings)
+    worker: Worker = build_worker(env.client, store, settings, **build)
     async with worker:
-        yield Engine(time_env, time_env.client, store, task_queue, f"3000{uuid.uuid4().int % 10**8:08d}")
+        yield Engine(env, env.client, store, task_queue, f"3000{uuid.uuid4().int % 10**8:08d}")
+
+
+@pytest.fixture
+async def engine(time_env: WorkflowEnvironment, store: Store) -> AsyncIterator[Engine]:
+    async with running_engine(time_env, store) as running:
+        yield running
 
 
 # --- registry helpers ------------------------------------------------------------------

@@ -121,6 +121,7 @@ class EngineEnv:
     database_url: str
     task_queue: str
     data_dir: Path
+    namespace: str | None = None  # the default namespace when None
     runs: list[Run] = field(default_factory=list)
 
     def environ(self) -> dict[str, str]:
@@ -130,6 +131,8 @@ class EngineEnv:
                    ICR_TASK_QUEUE=self.task_queue, ICR_DATA_DIR=str(self.data_dir),
                    # These tests are an outside system that holds none of the engine's keys.
                    ICR_PAYLOAD_ENCRYPTION="false", PYTHONUNBUFFERED="1")
+        if self.namespace:
+            env["TEMPORAL_NAMESPACE"] = self.namespace
         return env
 
     async def starter(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> Run:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import asyncpg
 import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -112,7 +114,7 @@ SUBCOMMANDS = [
     ["import", "exercise-responses"], ["record-activity"], ["respond"], ["decide"], ["reassign"],
     ["close"], ["status"], ["list"], ["queue"], ["set-policy"], ["policy"], ["policy", "show"], ["policy", "set"],
     ["outage"], ["outage", "declare"], ["outage", "list"], ["forecast"], ["rollout"], ["rollout", "list"],
-    ["rollout", "resume"], ["audit"],
+    ["rollout", "resume"], ["audit"], ["check"],
 ]
 
 
@@ -397,3 +399,31 @@ async def test_list_is_sorted_by_stage_with_readable_times(engine_env: EngineEnv
     # Times to the minute, UK time: no seconds, no offsets.
     assert any(len(cell) == 10 and cell[4] == "-" for cell in due), str(run)
     assert "+00:00" not in run.stdout and "T" not in " ".join(due), str(run)
+async def test_check_prints_each_disagreement_between_a_workflow_and_the_database(
+        engine_env: EngineEnv, registry: Registry) -> None:  # noqa: F811
+    run = await engine_env.starter("check")
+    assert run.code == 0 and "0 disagreement(s)" in run.stdout, str(run)
+    checked = re.search(r"(\d+) certificate\(s\) checked", run.stdout)
+    assert checked is not None and int(checked.group(1)) >= 3, str(run)  # every running certificate, these three at least
+
+    conn = await asyncpg.connect(engine_env.database_url)
+    try:
+        # What a lost attempt used to leave behind: other dates, and a task nobody knows of.
+        await conn.execute("UPDATE notifications SET due_date = due_date + interval '1 day' "
+                           "WHERE case_reference = $1 AND is_open", registry.due)
+        await conn.execute("INSERT INTO laa_tasks (task_id, case_reference, kind, detail, raised_at) "
+                           "VALUES ($1, $2, 'review', 'orphan', now())", f"TASK-{registry.active}-999",
+                           registry.active)
+        run = await engine_env.starter("check", registry.due, registry.active, "--settle", "0.5")
+        assert run.code == 1, str(run)
+        assert f"{registry.due}: notification ICR-{registry.due}-001 due_date" in run.stdout, str(run)
+        assert f"{registry.active}: open task: the workflow has none" in run.stdout, str(run)
+        assert f"{registry.active}: tasks: the workflow raised 0, the database has 1" in run.stdout, str(run)
+        assert "2 certificate(s) checked; 3 disagreement(s)" in run.stdout, str(run)
+    finally:
+        await conn.execute("UPDATE notifications SET due_date = due_date - interval '1 day' "
+                           "WHERE case_reference = $1 AND is_open", registry.due)
+        await conn.execute("DELETE FROM laa_tasks WHERE task_id = $1", f"TASK-{registry.active}-999")
+        await conn.close()
+    run = await engine_env.starter("check", registry.due, registry.active)
+    assert run.code == 0, str(run)

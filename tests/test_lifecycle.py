@@ -12,6 +12,7 @@ import pytest
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
 from icr.models import (
     ActivityEvent,
@@ -27,7 +28,9 @@ from icr.models import (
 )
 from icr import rules
 from icr.rules import financial_year_end_after
-from tests.conftest import Engine, add_certificate, add_user
+from icr.db.store import Store
+from tests.conftest import Engine, add_certificate, add_user, running_engine
+from tests.short_history import ShortHistoryCertificateWorkflow
 from workflows.certificate import CertificateWorkflow
 
 DAY = timedelta(days=1)
@@ -432,10 +435,16 @@ async def test_the_web_ui_reads_the_review_at_a_glance(engine: Engine) -> None:
     assert (await search_attributes(engine, handle)).get("OpenTaskKind") is None
 
 
-async def test_long_lived_certificate_continues_as_new_without_losing_state(engine: Engine) -> None:
+async def test_long_lived_certificate_continues_as_new_without_losing_state(time_env: WorkflowEnvironment,
+                                                                             store: Store) -> None:
+    async with running_engine(time_env, store, certificate_workflow=ShortHistoryCertificateWorkflow) as engine:
+        await continues_as_new_without_losing_state(engine)
+
+
+async def continues_as_new_without_losing_state(engine: Engine) -> None:
     now = await engine.now()
     await add_certificate(engine.store, engine.ref, last_activity_at=now - 10 * DAY)
-    handle = await engine.start(engine.ref, history_limit=40)
+    handle = await engine.start(engine.ref)
     first_run = await run_id(engine, handle)
     for i in range(30):
         await handle.signal(CertificateWorkflow.record_activity, ActivityEvent(
@@ -446,20 +455,3 @@ async def test_long_lived_certificate_continues_as_new_without_losing_state(engi
     assert s.last_activity_at == latest and s.inactivity_deadline == latest + 608 * DAY
     assert len(await engine.store.ledger_of(engine.ref)) == 30
     assert await run_id(engine, handle) != first_run
-
-
-async def test_recorded_histories_replay_deterministically(engine: Engine) -> None:
-    """The workflow code replays its own histories: what a code change must keep doing."""
-    from temporalio.worker import Replayer
-
-    from workflows.certificate import CertificateWorkflow
-
-    handle = await due_certificate(engine, poa_paid="300.00")
-    await engine.env.sleep(21 * DAY + timedelta(minutes=1))
-    await respond(handle, "complete_court_assessment")
-    await handle.signal(CertificateWorkflow.laa_decision, LaaDecisionRequest(caseworker="CW", decision="close", reason="done"))
-    await handle.result()
-    history = await handle.fetch_history()
-    replayer = Replayer(workflows=[CertificateWorkflow], data_converter=engine.client.data_converter)
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
-    assert result.replay_failure is None

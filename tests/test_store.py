@@ -22,7 +22,7 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.certificate_activities import CertificateActivities
-from icr.db.migrate import migrate
+from icr.db.migrate import migrate, migrations
 from icr.db.store import Store
 from icr.models import (
     EXERCISE_ACTOR,
@@ -41,7 +41,6 @@ from icr.models import (
     RaiseNotification,
     RaiseTask,
     RecordActivityEvents,
-    RecordActivityResult,
     RecordResponse,
     Registration,
     Response,
@@ -149,7 +148,7 @@ async def test_migrations_build_the_schema_from_an_empty_database(postgres: Post
             before = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
             assert before == []
 
-            assert await migrate(conn) == [1, 2, 3, 4, 5, 6]
+            assert await migrate(conn) == [1, 2, 3, 4, 5, 6, 7]
             tables = {r["tablename"] for r in await conn.fetch(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
             assert tables == ALL_TABLES
@@ -157,11 +156,12 @@ async def test_migrations_build_the_schema_from_an_empty_database(postgres: Post
             applied = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
             assert [(r["version"], r["name"]) for r in applied] == [
                 (1, "001_initial.sql"), (2, "002_email_digests.sql"), (3, "003_rules.sql"), (4, "004_mail.sql"),
-                (5, "005_policy_outages.sql"), (6, "006_caseworkers.sql")]
+                (5, "005_policy_outages.sql"), (6, "006_caseworkers.sql"),
+                (7, "007_ledger_sequence.sql")]
 
             # Nothing is re-applied (a re-run of 001 would fail on CREATE TABLE anyway).
             assert await migrate(conn) == []
-            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 6
+            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 7
 
             policies = await conn.fetch("SELECT * FROM policy_versions ORDER BY version")
             assert [(p["version"], p["inactivity_days"]) for p in policies] == [(1, 365), (2, 608)]
@@ -197,8 +197,11 @@ async def test_record_activity_events_twice_records_each_event_once(
             ActivityEvent(event_id="E1", kind="bill", occurred_at=occurred_1, source="CCMS"),
         ])
     first, second = await twice(acts.record_activity_events, step)
-    assert first == RecordActivityResult(new_event_ids=["E1", "E2"])
-    assert second == RecordActivityResult(new_event_ids=[])
+    # Both runs return the ledger's rows: a caller whose first run was lost still sees them.
+    assert [(e.event_id, e.kind, e.occurred_at) for e in first.events] == [
+        ("E1", "bill", occurred_1), ("E2", "amendment", occurred_2)]
+    assert second == first and first.refused == []
+    assert first.events[0].seq < first.events[1].seq
 
     # Events of a certificate not yet registered are kept too.
     assert await store.certificate_row(REF) is None
@@ -222,8 +225,9 @@ async def test_record_activity_events_twice_records_each_event_once(
         events=[ActivityEvent(event_id="E2", kind="amendment", occurred_at=occurred_2),
                 ActivityEvent(event_id="E3", kind="case_plan", occurred_at=T1 - DAY, source="CCMS")])
     first, second = await twice(acts.record_activity_events, later)
-    assert first.new_event_ids == ["E3"]
-    assert second.new_event_ids == []
+    assert [e.event_id for e in first.events] == ["E2", "E3"] and second == first
+    # The old event keeps its first sequence number: a workflow that applied it sees a duplicate.
+    assert first.events[0].seq < first.events[1].seq
     assert await count(store, "activity_ledger") == 3
     assert await count(store, "audit_log") == 3
 

@@ -13,12 +13,16 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from icr import rules
     from icr.models import (
+        INVALID_DATA,
         ActivityEvent,
+        CarriedState,
         CertificateInput,
         CertificateSnapshot,
         CertificateStatus,
@@ -45,18 +49,41 @@ with workflow.unsafe.imports_passed_through():
     )
     from icr.search_attributes import SEARCH_ATTRIBUTES
 
-# Activities are local: each step is a quick, idempotent PostgreSQL write, and running them
-# inside the workflow task saves server round trips per certificate (a burst of thousands of
-# notifications must go out in seconds). They retry without limit: a database outage delays
-# a step, it never loses or repeats one.
+# Every step is a regular activity, none local, by what each guarantees:
+# - A local activity runs inside the workflow task. If the worker dies before that task
+#   completes, the retried task runs it again with a new workflow.now() and perhaps newer
+#   messages: what the lost attempt wrote stays in the database while the workflow adopts
+#   the retry's decision. Its retries keep the task alive and add to the history for as long
+#   as a database outage lasts. Its one gain, a server round trip saved per step, does not
+#   pay for that.
+# - A regular activity runs only after the workflow task that scheduled it has completed: its
+#   input (ids, dates, assignee, decision, amounts) is in the history before it writes, every
+#   retry writes that same input, its retries add nothing to the history, and the workflow's
+#   clock comes from the server alone. So the database only ever receives what the workflow
+#   adopted, and a long outage leaves the history bounded.
+# The ledger step (record_activity_events) returns the ledger's rows for every event, also
+# those an attempt whose completion was lost wrote, so none of them is lost.
 STEP_TIMEOUT = timedelta(seconds=30)
+# The engine's own steps retry whatever fails: their data comes from the registry, and once
+# it is put right they go through.
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                          maximum_interval=timedelta(minutes=1))
+# A step carrying a message gives up on a value the database will never store: the message is
+# refused and audited instead of wedging the certificate.
+MESSAGE_STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                                 maximum_interval=timedelta(minutes=1),
+                                 non_retryable_error_types=[INVALID_DATA])
 RESULT_TYPES: dict[str, type] = {
     "record_activity_events": RecordActivityResult,
     "close_certificate": CloseCertificateResult,
 }
 DEFAULT_HISTORY_LIMIT = 5_000
+# Messages waiting while a step runs (a database outage can hold one for as long as it lasts)
+# are capped, so the state carried across continue-as-new stays small: beyond the cap they
+# are dropped and audited. Events are recorded in batches of at most EVENTS_PER_STEP.
+MAX_PENDING_EVENTS = 1_000
+MAX_PENDING_DECISIONS = 100
+EVENTS_PER_STEP = 100
 
 
 def _refusal(refused: rules.Refused) -> ApplicationError:
@@ -65,33 +92,83 @@ def _refusal(refused: rules.Refused) -> ApplicationError:
                             category=ApplicationErrorCategory.BENIGN)
 
 
+def _invalid_data(err: ActivityError) -> str | None:
+    """The database's refusal of a step's data, or None for any other failure."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == INVALID_DATA:
+        return cause.message
+    return None
+
+
 @workflow.defn(name="CertificateWorkflow")
 class CertificateWorkflow:
+    # Continue as new after this many history events. A class attribute, not an input: only
+    # code registered on a worker (a test's subclass) can change it, never a caller.
+    history_limit: int = DEFAULT_HISTORY_LIMIT
+
     @workflow.init
-    def __init__(self, input: CertificateInput) -> None:
-        self._state = input.state or rules.initial_state(input.case_reference)
-        self._events: list[ActivityEvent] = list(input.pending_events)
-        self._decisions: list[LaaDecisionRequest] = list(input.pending_decisions)
+    def __init__(self, input: CertificateInput | None = None) -> None:
+        # Nothing here may raise on bad input: that would fail every workflow task, for good.
+        # A start the workflow cannot use is refused by `run`, ending the workflow.
+        if not isinstance(input, CertificateInput):
+            input = CertificateInput.model_validate(input)
+        self._start_refused: rules.Refused | None = None
+        try:
+            case_reference = rules.check_case_reference(input.case_reference)
+            if workflow.info().workflow_id != rules.workflow_id_for(case_reference):
+                raise rules.Refused("workflow_id_mismatch", f"workflow id must be "
+                                    f"{rules.workflow_id_for(case_reference)!r}")
+            carried = self._carried(input, case_reference)
+        except rules.Refused as refused:
+            self._start_refused = refused
+            case_reference, carried = "", None
+        self._state = carried.state if carried else rules.initial_state(case_reference)
+        self._events: list[ActivityEvent] = list(carried.pending_events) if carried else []
+        self._decisions: list[LaaDecisionRequest] = list(carried.pending_decisions) if carried else []
         # Every close signal, in order: a refused one is audited and the next one still counts.
-        self._closes: list[CloseCertificateRequest] = list(input.pending_closes) or (
-            [input.pending_close] if input.pending_close else [])
-        self._reload = input.state is None or input.reload
+        self._closes: list[CloseCertificateRequest] = list(carried.pending_closes) if carried else []
+        self._reload = carried is None or carried.reload
+        self._dropped_events = carried.dropped_events if carried else 0
+        self._dropped_decisions = carried.dropped_decisions if carried else 0
         self._changed = False
         self._lock = asyncio.Lock()
-        self._history_limit = input.history_limit or DEFAULT_HISTORY_LIMIT
         self._upserted: dict[str, Any] = {}
+
+    @staticmethod
+    def _carried(input: CertificateInput, case_reference: str) -> CarriedState | None:
+        """The state the previous run handed over, accepted only from the engine's own
+        continue-as-new: outside callers pass the case reference and nothing else."""
+        if input.carried is None:
+            return None
+        info = workflow.info()
+        # Only a continue-as-new, a retry or a cron run starts with `continued_run_id` set, and
+        # only the workflow itself can continue as new. A caller could ask for a retry policy
+        # (a later attempt) or a cron schedule to have their own input handed to a second run:
+        # neither is the engine's, so carried state comes only with attempt 1 and no cron.
+        if info.continued_run_id is None or info.attempt != 1 or info.cron_schedule:
+            workflow.logger.warning("carried state from outside ignored; the review starts from the registry")
+            return None
+        try:
+            carried = CarriedState.model_validate(input.carried)
+        except ValidationError as err:
+            raise rules.Refused("invalid_carried_state",
+                                f"the state carried from the previous run does not decode: {err}") from None
+        if carried.state.case_reference != case_reference:
+            raise rules.Refused("carried_state_mismatch",
+                                f"the carried state names certificate {carried.state.case_reference!r}, "
+                                f"not {case_reference!r}")
+        return carried
 
     # --- the run loop ----------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, input: CertificateInput) -> CertificateStatus:
-        try:
-            rules.check_case_reference(input.case_reference)
-            if workflow.info().workflow_id != rules.workflow_id_for(input.case_reference):
-                raise rules.Refused("workflow_id_mismatch", f"workflow id must be "
-                                    f"{rules.workflow_id_for(input.case_reference)!r}")
-        except rules.Refused as refused:
-            raise _refusal(refused) from None
+    async def run(self, input: CertificateInput | None = None) -> CertificateStatus:
+        # `input` is read by __init__; a default, so that a start with no input at all is
+        # refused like any other unusable start.
+        if self._start_refused is not None:
+            # A non-retryable failure ends the workflow with a clear reason; the same error in
+            # the decoder would instead fail every workflow task of this id, for good.
+            raise _refusal(self._start_refused)
         workflow.set_current_details(rules.current_details(self._state))
         while True:
             async with self._lock:
@@ -106,7 +183,7 @@ class CertificateWorkflow:
                     self._reload = True
                     continue
             if self._should_continue_as_new():
-                await self._continue_as_new(input)
+                await self._continue_as_new()
             self._changed = False
             timeout = None if step.until is None else max(step.until - workflow.now(), timedelta(0))
             summary = None if step.until is None else rules.wait_summary(self._state, step.until)
@@ -118,7 +195,8 @@ class CertificateWorkflow:
         return rules.status_of(self._state)
 
     def _has_work(self) -> bool:
-        return bool(self._events or self._decisions or self._closes or self._reload or self._changed)
+        return bool(self._events or self._decisions or self._closes or self._reload or self._changed
+                    or self._dropped_events or self._dropped_decisions)
 
     async def _handle_messages(self) -> None:
         if self._reload:
@@ -127,19 +205,30 @@ class CertificateWorkflow:
                 case_reference=self._state.case_reference, at=workflow.now()), CertificateSnapshot,
                 "read the registry")
             await self._apply(rules.load(self._state, snapshot, workflow.now()))
-        if self._events:
-            events, self._events = self._events, []
-            await self._record_events(events)
+        if self._dropped_events or self._dropped_decisions:
+            dropped_events, dropped_decisions = self._dropped_events, self._dropped_decisions
+            self._dropped_events = self._dropped_decisions = 0
+            await self._apply(rules.refuse_message(
+                self._state, action="messages_dropped", actor="engine",
+                reason=f"{dropped_events} activity event(s) and {dropped_decisions} decision(s) arrived "
+                       f"while the queue was full ({MAX_PENDING_EVENTS} events, {MAX_PENDING_DECISIONS} "
+                       "decisions)",
+                detail={"events": str(dropped_events), "decisions": str(dropped_decisions)}, now=workflow.now()))
+        while self._events:
+            batch, self._events = self._events[:EVENTS_PER_STEP], self._events[EVENTS_PER_STEP:]
+            await self._record_events(batch)
         while self._decisions and self._state.closed_at is None:
             await self._decision(self._decisions.pop(0))
         while self._closes and self._state.closed_at is None:
-            close_request = self._closes.pop(0)
+            request = self._closes.pop(0)
             try:
-                transition = rules.apply_close(self._state, close_request, workflow.now())
+                transition = rules.apply_close(self._state, request, workflow.now())
             except rules.Refused as refused:
-                workflow.logger.warning("close refused: %s", refused.message)
-                transition = rules.refuse_close(self._state, close_request, refused, workflow.now())
-            await self._apply(transition)
+                workflow.logger.warning("close refused: %s", refused.code)  # the audit log has the why
+                await self._apply(rules.refuse_close(self._state, request, refused, workflow.now()))
+                continue
+            await self._apply_message(transition, action="close_refused", actor="close_certificate",
+                                      detail={"close_reason": request.reason})
 
     async def _decision(self, request: LaaDecisionRequest) -> rules.Refused | None:
         """Take a decision by an active caseworker of the directory, under the name the
@@ -156,8 +245,9 @@ class CertificateWorkflow:
             workflow.logger.warning("decision refused: %s", refused.code)  # the audit log has the why
             await self._apply(rules.refuse_decision(self._state, request, refused, workflow.now()))
             return refused
-        await self._apply(transition)
-        return None
+        failed = await self._apply_message(transition, action="decision_refused", actor=request.caseworker,
+                                           detail={"decision": request.decision})
+        return None if failed is None else rules.Refused(INVALID_DATA, failed)
 
     async def _record_events(self, events: list[ActivityEvent]) -> None:
         now = workflow.now()
@@ -169,19 +259,21 @@ class CertificateWorkflow:
             return
         step = RecordActivityEvents(case_reference=self._state.case_reference, events=accepted, received_at=now)
         result = await self._step(step.kind, step, RecordActivityResult, rules.step_summary(step))
-        new_ids = set(result.new_event_ids)
-        new: list[ActivityEvent] = []
-        for event in accepted:
-            if event.event_id in new_ids:
-                new_ids.discard(event.event_id)
-                new.append(event)
-        if new:
-            await self._apply(rules.apply_events(self._state, new, now))
+        for refused in result.refused:
+            await self._apply(rules.refuse_message(
+                self._state, action="activity_refused", actor="activity source", reason=refused.reason,
+                detail={"event_id": refused.event_id}, now=now))
+        # Every row of the step, also those an attempt that never completed wrote: the rules
+        # apply each once (the state's watermark), so none is lost and none counts twice.
+        if result.events:
+            await self._apply(rules.apply_ledger_events(self._state, result.events, now))
 
-    async def _apply(self, transition: rules.Transition) -> None:
+    async def _apply(self, transition: rules.Transition, *, for_message: bool = False) -> None:
         """Carry out the effects in order, then adopt the new state."""
+        retry = MESSAGE_STEP_RETRY if for_message else STEP_RETRY
         for effect in transition.effects:
-            result = await self._run_effect(effect)
+            result = await self._step(effect.kind, effect, RESULT_TYPES.get(effect.kind),
+                                      rules.step_summary(effect), retry)
             if isinstance(effect, CloseCertificate) and isinstance(result, CloseCertificateResult) \
                     and result.recouped is not None:
                 transition.state.recoupments.append(
@@ -191,14 +283,32 @@ class CertificateWorkflow:
         self._upsert_search_attributes()
         workflow.set_current_details(rules.current_details(self._state))
 
+    async def _apply_message(self, transition: rules.Transition, *, action: str, actor: str,
+                             detail: dict[str, str]) -> str | None:
+        """Apply a message's transition; if the database refuses its data (which the rules'
+        checks should make impossible), refuse the message instead: audited once, dropped,
+        the state unchanged. Returns the refusal's reason, None when applied."""
+        try:
+            await self._apply(transition, for_message=True)
+            return None
+        except ActivityError as err:
+            reason = _invalid_data(err)
+            if reason is None:
+                raise
+        workflow.logger.warning("%s (the audit log has the reason)", action)
+        await self._apply(rules.refuse_message(self._state, action=action, actor=actor, reason=reason,
+                                               detail=detail, now=workflow.now()))
+        return reason
+
     async def _run_effect(self, effect: Effect) -> Any:
         return await self._step(effect.kind, effect, RESULT_TYPES.get(effect.kind), rules.step_summary(effect))
 
-    async def _step(self, name: str, arg: Any, result_type: type | None, summary: str) -> Any:
+    async def _step(self, name: str, arg: Any, result_type: type | None, summary: str,
+                    retry: RetryPolicy = STEP_RETRY) -> Any:
         # The summary names the step in the Web UI's timeline; never personal data.
-        return await workflow.execute_local_activity(
-            name, arg, result_type=result_type, start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=STEP_RETRY, summary=summary)
+        return await workflow.execute_activity(
+            name, arg, result_type=result_type, start_to_close_timeout=STEP_TIMEOUT, retry_policy=retry,
+            summary=summary)
 
     def _upsert_search_attributes(self) -> None:
         wanted = rules.search_attributes(self._state)
@@ -214,28 +324,39 @@ class CertificateWorkflow:
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._history_limit
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= self.history_limit
 
-    async def _continue_as_new(self, input: CertificateInput) -> None:
+    async def _continue_as_new(self) -> None:
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._lock.locked())
         workflow.continue_as_new(CertificateInput(
-            case_reference=self._state.case_reference, state=self._state,
-            pending_events=self._events, pending_decisions=self._decisions, pending_closes=self._closes,
-            reload=self._reload, history_limit=input.history_limit))
+            case_reference=self._state.case_reference,
+            carried=CarriedState(state=self._state, pending_events=self._events,
+                                 pending_decisions=self._decisions, pending_closes=self._closes,
+                                 reload=self._reload, dropped_events=self._dropped_events,
+                                 dropped_decisions=self._dropped_decisions)))
 
     # --- messages (the public contract) ----------------------------------------------------
 
     @workflow.signal(name="record_activity")
     def record_activity(self, event: ActivityEvent) -> None:
-        self._events.append(event)
+        if len(self._events) >= MAX_PENDING_EVENTS:
+            self._dropped_events += 1
+            return
+        self._events.append(rules.bound_event(event))
 
     @workflow.signal(name="laa_decision")
     def laa_decision(self, request: LaaDecisionRequest) -> None:
-        self._decisions.append(request)
+        if len(self._decisions) >= MAX_PENDING_DECISIONS:
+            self._dropped_decisions += 1
+            return
+        self._decisions.append(rules.bound_decision(request))
 
     @workflow.signal(name="close_certificate")
     def close_certificate(self, request: CloseCertificateRequest) -> None:
-        self._closes.append(request)
+        if len(self._closes) >= MAX_PENDING_DECISIONS:
+            self._dropped_decisions += 1
+            return
+        self._closes.append(rules.bound_close(request))
 
     @workflow.signal(name="registration_updated")
     def registration_updated(self) -> None:
@@ -267,7 +388,11 @@ class CertificateWorkflow:
                 raise _refusal(refused) from None
             assert self._state.notification is not None
             notification_id = self._state.notification.notification_id
-            await self._apply(rules.apply_response(self._state, request, workflow.now()))
+            failed = await self._apply_message(
+                rules.apply_response(self._state, request, workflow.now()), action="response_refused",
+                actor=request.user_login_id, detail={"response": request.response})
+            if failed is not None:
+                raise ApplicationError(failed, type=INVALID_DATA, non_retryable=True)
         return RespondResult(notification_id=notification_id, response=response,
                              outcome=rules.response_outcome(response), stage=self._state.stage)
 
@@ -282,6 +407,7 @@ class CertificateWorkflow:
     async def decide(self, request: LaaDecisionRequest) -> DecideResult:
         """The `laa_decision` signal as an update: a refusal comes back to the caseworker (and,
         once past the validator, is audited like the signal's)."""
+        request = rules.bound_decision(request)
         async with self._lock:
             task = self._state.task
             refused = await self._decision(request)
@@ -293,7 +419,7 @@ class CertificateWorkflow:
     @decide.validator
     def _validate_decide(self, request: LaaDecisionRequest) -> None:
         try:
-            rules.check_decision(self._state, request)
+            rules.check_decision(self._state, rules.bound_decision(request))
         except rules.Refused as refused:
             raise _refusal(refused) from None
 
@@ -307,7 +433,11 @@ class CertificateWorkflow:
                                          users.get(request.new_contact_login_id))
             except rules.Refused as refused:
                 raise _refusal(refused) from None
-            await self._apply(rules.apply_reassign(self._state, request, workflow.now()))
+            failed = await self._apply_message(
+                rules.apply_reassign(self._state, request, workflow.now()), action="reassignment_refused",
+                actor=request.user_login_id, detail={"new_contact_login_id": request.new_contact_login_id})
+            if failed is not None:
+                raise ApplicationError(failed, type=INVALID_DATA, non_retryable=True)
         return ReassignContactResult(case_reference=self._state.case_reference,
                                      provider_contact_login=request.new_contact_login_id)
 

@@ -21,8 +21,10 @@ from icr.db import AnyConnection
 from icr.models import (
     Caseworker,
     RESPONSE_LABELS,
+    ActivityEvent,
     ActivityKind,
     AuditRefusal,
+    CertificateRecords,
     CertificateSnapshot,
     ClaimExerciseResponse,
     CloseCertificate,
@@ -31,6 +33,7 @@ from icr.models import (
     ExerciseResponse,
     ExtendNotification,
     MarkNotificationOverdue,
+    NotificationRecord,
     NotificationStatus,
     OpenCertificate,
     Outage,
@@ -40,14 +43,18 @@ from icr.models import (
     PolicyChange,
     PolicyRecord,
     QueueDailyDigests,
+    LedgerEvent,
     RaiseNotification,
     RaiseTask,
     RecordActivityEvents,
+    RecordActivityResult,
     RecordResponse,
+    RefusedEvent,
     Registration,
     Response,
     RolloutKind,
     RolloutRecord,
+    TaskRecord,
     UpdateContact,
     User,
     money,
@@ -262,46 +269,114 @@ class Store:
                WHERE ($2::text IS NULL OR case_reference = $2) AND (NOT $3 OR case_reference IS NULL)
                ORDER BY id DESC LIMIT $1""", limit, case_reference, operators_only)
         return list(reversed(rows))
+    async def records_of(self, case_reference: str, policy_version: int | None) -> CertificateRecords:
+        """Everything `starter.py check` compares with the certificate's workflow."""
+        async with self.pool.acquire() as conn:
+            notifications = await conn.fetch(
+                "SELECT * FROM notifications WHERE case_reference = $1 ORDER BY notification_id", case_reference)
+            tasks = await conn.fetch(
+                "SELECT task_id, kind, is_open FROM laa_tasks WHERE case_reference = $1 ORDER BY task_id",
+                case_reference)
+            recoupments = await conn.fetch(
+                "SELECT amount FROM recoupments WHERE case_reference = $1 ORDER BY recouped_at", case_reference)
+            latest = await conn.fetchval(
+                "SELECT max(occurred_at) FROM activity_ledger WHERE case_reference = $1", case_reference)
+            cert = await conn.fetchrow(
+                "SELECT last_activity_at, closed_at FROM certificates WHERE case_reference = $1", case_reference)
+            days = None if policy_version is None else await conn.fetchval(
+                "SELECT inactivity_days FROM policy_versions WHERE version = $1", policy_version)
+        if cert is not None and cert["last_activity_at"] is not None and (
+                latest is None or cert["last_activity_at"] > latest):
+            latest = cert["last_activity_at"]
+        return CertificateRecords(
+            case_reference=case_reference,
+            notifications=[NotificationRecord(
+                notification_id=r["notification_id"], assigned_to=r["assigned_to"],
+                date_assigned=r["date_assigned"], due_date=r["due_date"], return_date=r["return_date"],
+                status=r["status"], is_open=r["is_open"]) for r in notifications],
+            tasks=[TaskRecord(task_id=r["task_id"], kind=r["kind"], is_open=r["is_open"]) for r in tasks],
+            recoupments=[money(r["amount"]) for r in recoupments],
+            latest_activity_at=latest,
+            closed=cert is not None and cert["closed_at"] is not None,
+            inactivity_days=days)
 
     # --- the workflow's steps --------------------------------------------------------------
 
-    async def record_activity_events(self, step: RecordActivityEvents) -> list[str]:
-        """Insert into the ledger; returns the ids that were new (a duplicate counts once)."""
-        new_ids: list[str] = []
+    async def record_activity_events(self, step: RecordActivityEvents) -> RecordActivityResult:
+        """Insert into the ledger (the first content under an id wins) and return the ledger's
+        row for every event, new or not: a caller whose earlier attempt wrote the rows and was
+        lost still learns of them. An event the database refuses (it should never get here:
+        the rules check every field first) is refused alone, the others are kept."""
+        rows: dict[str, LedgerEvent] = {}
+        refused: list[RefusedEvent] = []
         async with self.pool.acquire() as conn, conn.transaction():
             for event in step.events:
-                inserted = await conn.fetchval(
-                    """INSERT INTO activity_ledger (case_reference, event_id, kind, occurred_at, source, received_at)
-                       VALUES ($1, $2, $3, $4, $5, $6)
-                       ON CONFLICT (case_reference, event_id) DO NOTHING RETURNING true""",
-                    step.case_reference, event.event_id, event.kind, event.occurred_at, event.source,
-                    step.received_at)
-                if inserted:
-                    assert event.occurred_at is not None  # the ledger column is NOT NULL
-                    new_ids.append(event.event_id)
-                    await _audit(conn, f"{step.case_reference}-event-{event.event_id}", step.case_reference,
-                                 event.source or "activity source", "activity_recorded",
-                                 {"event_id": event.event_id, "kind": event.kind,
-                                  "occurred_at": event.occurred_at.isoformat()}, step.received_at)
-        return new_ids
+                if event.event_id in rows:
+                    continue
+                try:
+                    async with conn.transaction():  # a savepoint: one bad event fails alone
+                        row = await self._record_event(conn, step, event)
+                except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as err:
+                    refused.append(RefusedEvent(event_id=event.event_id,
+                                                reason=f"the database refused it: {type(err).__name__}"))
+                    continue
+                rows[event.event_id] = LedgerEvent(seq=row["seq"], event_id=row["event_id"], kind=row["kind"],
+                                                   occurred_at=row["occurred_at"])
+        return RecordActivityResult(events=list(rows.values()), refused=refused)
+
+    async def _record_event(self, conn: AnyConnection, step: RecordActivityEvents,
+                            event: ActivityEvent) -> asyncpg.Record:
+        inserted = await conn.fetchrow(
+            """INSERT INTO activity_ledger (case_reference, event_id, kind, occurred_at, source, received_at)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (case_reference, event_id) DO NOTHING
+               RETURNING seq, event_id, kind, occurred_at""",
+            step.case_reference, event.event_id, event.kind, event.occurred_at, event.source,
+            step.received_at)
+        if inserted is None:  # recorded before: by a lost attempt, or a duplicate
+            existing = await conn.fetchrow(
+                """SELECT seq, event_id, kind, occurred_at FROM activity_ledger
+                   WHERE case_reference = $1 AND event_id = $2""", step.case_reference, event.event_id)
+            assert existing is not None  # the conflict that skipped the insert is this row
+            return existing
+        assert event.occurred_at is not None  # the ledger column is NOT NULL
+        await _audit(conn, f"{step.case_reference}-event-{event.event_id}", step.case_reference,
+                     event.source or "activity source", "activity_recorded",
+                     {"event_id": event.event_id, "kind": event.kind,
+                      "occurred_at": event.occurred_at.isoformat()}, step.received_at)
+        return inserted
 
     async def raise_notification(self, step: RaiseNotification) -> None:
+        """Raise it once. A row already under this id with other content (written by an
+        attempt the workflow did not adopt, before steps were regular activities) is
+        reconciled to what the workflow holds while it is still open and unanswered."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
+            row = await conn.fetchrow(
                 """INSERT INTO notifications (notification_id, case_reference, provider_firm_id, assigned_to,
                        subject, cycle, date_assigned, due_date, return_date, status, is_open,
                        available_responses, letter)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, true, $11, $12)
-                   ON CONFLICT (notification_id) DO NOTHING""",
+                   ON CONFLICT (notification_id) DO UPDATE SET provider_firm_id = EXCLUDED.provider_firm_id,
+                       assigned_to = EXCLUDED.assigned_to, cycle = EXCLUDED.cycle,
+                       date_assigned = EXCLUDED.date_assigned, due_date = EXCLUDED.due_date,
+                       return_date = EXCLUDED.return_date, letter = EXCLUDED.letter
+                   WHERE notifications.is_open AND notifications.response IS NULL
+                     AND (notifications.assigned_to, notifications.cycle, notifications.date_assigned,
+                          notifications.due_date, notifications.return_date)
+                         IS DISTINCT FROM (EXCLUDED.assigned_to, EXCLUDED.cycle, EXCLUDED.date_assigned,
+                                           EXCLUDED.due_date, EXCLUDED.return_date)
+                   RETURNING (xmax <> 0) AS reconciled""",
                 step.notification_id, step.case_reference, step.provider_firm_id, step.assigned_to,
                 step.subject, step.cycle, step.date_assigned, step.due_date, step.return_date,
                 NotificationStatus.OPEN.value, [RESPONSE_LABELS[r] for r in Response],
                 step.letter)
+            detail = {"notification_id": step.notification_id, "cycle": step.cycle,
+                      "assigned_to": step.assigned_to, "due_date": step.due_date.isoformat()}
             await _audit(conn, f"{step.notification_id}-raised", step.case_reference, "engine",
-                         "notification_raised",
-                         {"notification_id": step.notification_id, "cycle": step.cycle,
-                          "assigned_to": step.assigned_to, "due_date": step.due_date.isoformat()},
-                         step.date_assigned)
+                         "notification_raised", detail, step.date_assigned)
+            if row is not None and row["reconciled"]:
+                await _audit(conn, f"{step.notification_id}-reconciled-{step.date_assigned.isoformat()}",
+                             step.case_reference, "engine", "notification_reconciled", detail, step.date_assigned)
 
     async def mark_notification_overdue(self, step: MarkNotificationOverdue) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -359,14 +434,28 @@ class Store:
                           "message": step.message}, step.at)
 
     async def raise_task(self, step: RaiseTask) -> None:
+        """Raise it once; an open, undecided row under this id with other content is
+        reconciled to what the workflow holds (see raise_notification)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
+            row = await conn.fetchrow(
                 """INSERT INTO laa_tasks (task_id, case_reference, kind, notification_id, response, detail, raised_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (task_id) DO NOTHING""",
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)
+                   ON CONFLICT (task_id) DO UPDATE SET kind = EXCLUDED.kind,
+                       notification_id = EXCLUDED.notification_id, response = EXCLUDED.response,
+                       detail = EXCLUDED.detail, raised_at = EXCLUDED.raised_at
+                   WHERE laa_tasks.is_open
+                     AND (laa_tasks.kind, laa_tasks.notification_id, laa_tasks.response, laa_tasks.raised_at)
+                         IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.notification_id, EXCLUDED.response,
+                                           EXCLUDED.raised_at)
+                   RETURNING (xmax <> 0) AS reconciled""",
                 step.task_id, step.case_reference, step.task_kind.value, step.notification_id,
                 step.response.value if step.response else None, step.detail, step.at)
+            detail = {"task_id": step.task_id, "kind": step.task_kind.value, "detail": step.detail}
             await _audit(conn, f"{step.task_id}-raised", step.case_reference, "engine", "task_raised",
-                         {"task_id": step.task_id, "kind": step.task_kind.value, "detail": step.detail}, step.at)
+                         detail, step.at)
+            if row is not None and row["reconciled"]:
+                await _audit(conn, f"{step.task_id}-reconciled-{step.at.isoformat()}", step.case_reference,
+                             "engine", "task_reconciled", detail, step.at)
 
     async def close_task(self, step: CloseTask) -> None:
         async with self.pool.acquire() as conn, conn.transaction():

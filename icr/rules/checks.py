@@ -7,6 +7,7 @@ validated value. They read the state but never change it.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime, timedelta
 
 from icr.models import (
@@ -31,6 +32,14 @@ CASE_REFERENCE = re.compile(r"3000[0-9]{8}")
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MESSAGE_MAX_CHARS = 2000
 EVENT_ID_MAX_CHARS = 200
+# Bounds on everything a message carries into PostgreSQL or a payload: PostgreSQL text
+# refuses NUL, a lone surrogate cannot be encoded, and asyncpg cannot store a year-1 time with
+# an offset; a step that fails on such a value would fail for ever.
+LOGIN_MAX_CHARS = 100
+SOURCE_MAX_CHARS = 100
+REASON_MAX_CHARS = 2000
+EARLIEST_YEAR = 1900
+LATEST_YEAR = 2200
 RESPONDING_ROLES = frozenset({Role.CASE_MANAGEMENT, Role.CASE_MANAGEMENT_SUPERVISOR})
 # A policy version may be dated a little in the past (written up after a decision taken
 # yesterday), never further: certificates would have fallen due under it already.
@@ -46,12 +55,95 @@ class Refused(Exception):
         self.message = message
 
 
+def _bad_character(value: str, multiline: bool) -> str | None:
+    """The first character that must not be stored: a control character (line breaks and
+    tabs allowed in free text) or a lone surrogate."""
+    for char in value:
+        if multiline and char in "\n\r\t":
+            continue
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            return char
+    return None
+
+
+def shown(value: object, max_chars: int = 50) -> str:
+    """A value quoted in a refusal: control characters escaped, long text cut."""
+    text = value if isinstance(value, str) else str(value)
+    cut = text[:max_chars]
+    return repr(cut) + ("..." if len(text) > max_chars else "")
+
+
+def printable(value: str, max_chars: int) -> str:
+    """Text safe to record however bad the input: control characters and lone surrogates
+    escaped, cut to `max_chars`."""
+    out = "".join(char if _bad_character(char, multiline=False) is None
+                  else char.encode("unicode_escape", "backslashreplace").decode("ascii")
+                  for char in value[:max_chars])
+    return out[:max_chars]
+
+
+def check_text(field: str, value: str | None, max_chars: int, *, required: bool = False,
+               multiline: bool = False, code: str | None = None) -> None:
+    """Text that PostgreSQL can store and a person can read: no control characters (line
+    breaks and tabs allowed in free text), at most `max_chars` characters."""
+    if value is None or not value.strip():
+        if required:
+            raise Refused(code or f"missing_{field}", f"{field} is required")
+        return
+    if len(value) > max_chars:
+        raise Refused(code or f"{field}_too_long",
+                      f"{field} is {len(value)} characters; at most {max_chars} are allowed")
+    bad = _bad_character(value, multiline)
+    if bad is not None:
+        raise Refused(code or f"invalid_{field}",
+                      f"{field} contains the control character {bad!r}; only printable text is accepted")
+
+
+def check_time(field: str, value: datetime | None) -> None:
+    """A time PostgreSQL can store and the engine can trust: with a timezone, 1900 to 2200."""
+    if value is None:
+        raise Refused("missing_time", f"{field} is required (ISO 8601 with a timezone)")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise Refused("naive_time", f"{field} must carry a timezone, e.g. 2026-05-17T09:30:00+01:00")
+    # The local year: converting year 1 with an offset to UTC would itself overflow.
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise Refused("time_out_of_range",
+                      f"{field} {value.isoformat()} is outside the years {EARLIEST_YEAR} to {LATEST_YEAR}")
+
+
+def _bounded(value: str | None, max_chars: int) -> str | None:
+    # One character over the limit is kept, so the check still refuses it as too long.
+    return None if value is None else value[:max_chars + 1]
+
+
+def bound_event(event: ActivityEvent) -> ActivityEvent:
+    """What a pending event keeps, whatever its size: a megabyte of text waits in the
+    workflow's memory and its continue-as-new input as no more than the limit plus one."""
+    return event.model_copy(update={
+        "event_id": _bounded(event.event_id, EVENT_ID_MAX_CHARS),
+        "kind": _bounded(event.kind, 100),
+        "source": _bounded(event.source, SOURCE_MAX_CHARS)})
+
+
+def bound_decision(request: LaaDecisionRequest) -> LaaDecisionRequest:
+    """As `bound_event`, for a pending decision."""
+    return request.model_copy(update={
+        "caseworker": _bounded(request.caseworker, LOGIN_MAX_CHARS),
+        "decision": _bounded(request.decision, 100),
+        "reason": _bounded(request.reason, REASON_MAX_CHARS)})
+
+
+def bound_close(request: CloseCertificateRequest) -> CloseCertificateRequest:
+    """As `bound_event`, for a pending close."""
+    return request.model_copy(update={"reason": _bounded(request.reason, REASON_MAX_CHARS)})
+
+
 def check_case_reference(value: object) -> str:
     """A certificate is named by its LAA case reference: 12 digits starting 3000."""
     if not isinstance(value, str) or not CASE_REFERENCE.fullmatch(value):
         raise Refused(
             "invalid_case_reference",
-            f"case reference {value!r} is not valid: it must be 12 digits starting 3000, "
+            f"case reference {shown(value)} is not valid: it must be 12 digits starting 3000, "
             "e.g. 300001416143",
         )
     return value
@@ -69,16 +161,16 @@ def check_event(event: ActivityEvent, now: datetime) -> None:
             "invalid_event_id",
             f"event_id must be 1 to {EVENT_ID_MAX_CHARS} characters",
         )
+    check_text("event_id", event.event_id, EVENT_ID_MAX_CHARS, code="invalid_event_id")
     accepted = [k.value for k in ActivityKind]
     if event.kind not in accepted:
         raise Refused(
             "unknown_activity_kind",
-            f"{event.kind!r} is not qualifying activity; accepted kinds: {', '.join(accepted)}",
+            f"{shown(event.kind)} is not qualifying activity; accepted kinds: {', '.join(accepted)}",
         )
-    if event.occurred_at is None:
-        raise Refused("missing_time", "occurred_at is required (ISO 8601 with a timezone)")
-    if event.occurred_at.tzinfo is None or event.occurred_at.utcoffset() is None:
-        raise Refused("naive_time", "occurred_at must carry a timezone, e.g. 2026-05-17T09:30:00+01:00")
+    check_text("source", event.source, SOURCE_MAX_CHARS, code="invalid_source")
+    check_time("occurred_at", event.occurred_at)
+    assert event.occurred_at is not None  # checked just above
     if event.occurred_at > now + FUTURE_TOLERANCE:
         raise Refused(
             "future_event",
@@ -92,19 +184,21 @@ def check_response(state: CertificateState, request: RespondRequest, now: dateti
     # Only what can be refused without the user directory: this runs in the update validator.
     if not request.user_login_id.strip():
         raise Refused("missing_user", "user_login_id is required")
+    check_text("user_login_id", request.user_login_id, LOGIN_MAX_CHARS, code="invalid_user")
     values = [r.value for r in Response]
     if not request.response:
         raise Refused("missing_response", f"response is required; use one of: {', '.join(values)}")
     if request.response not in values:
         raise Refused(
             "unknown_response",
-            f"{request.response!r} is not a response; use one of: {', '.join(values)}",
+            f"{shown(request.response)} is not a response; use one of: {', '.join(values)}",
         )
     if request.message is not None and len(request.message) > MESSAGE_MAX_CHARS:
         raise Refused(
             "message_too_long",
             f"message is {len(request.message)} characters; at most {MESSAGE_MAX_CHARS} are allowed",
         )
+    check_text("message", request.message, MESSAGE_MAX_CHARS, multiline=True, code="invalid_message")
     _check_open(state)
     if state.notification is None:
         raise Refused(
@@ -173,12 +267,12 @@ def check_decision(state: CertificateState, request: LaaDecisionRequest) -> Deci
     if request.decision not in values:
         raise Refused(
             "unknown_decision",
-            f"{request.decision!r} is not a decision; use one of: {', '.join(values)}",
+            f"{shown(request.decision)} is not a decision; use one of: {', '.join(values)}",
         )
     if not request.caseworker.strip():
         raise Refused("missing_caseworker", "caseworker is required")
-    if len(request.caseworker) > 100 or not request.caseworker.isprintable():
-        raise Refused("invalid_caseworker", "caseworker must be at most 100 printable characters")
+    check_text("caseworker", request.caseworker, LOGIN_MAX_CHARS, code="invalid_caseworker")
+    check_text("reason", request.reason, REASON_MAX_CHARS, multiline=True, code="invalid_reason")
     _check_open(state)
     if state.task is None:
         raise Refused(
@@ -214,6 +308,10 @@ def check_close(request: CloseCertificateRequest) -> datetime:
         raise Refused("missing_time", "occurred_at is required (ISO 8601 with a timezone)")
     if request.occurred_at.tzinfo is None or request.occurred_at.utcoffset() is None:
         raise Refused("naive_time", "occurred_at must carry a timezone, e.g. 2026-05-17T09:30:00+01:00")
+    check_text("reason", request.reason, REASON_MAX_CHARS, required=True, multiline=True)
+    check_time("occurred_at", request.occurred_at)
+    if request.system is not None:
+        check_text("system", request.system, LOGIN_MAX_CHARS, code="invalid_system")
     return request.occurred_at
 
 
@@ -221,6 +319,8 @@ def check_reassign(state: CertificateState, request: ReassignContactRequest) -> 
     """A reassignment names both users and applies to an open, registered certificate."""
     if not request.user_login_id.strip() or not request.new_contact_login_id.strip():
         raise Refused("missing_user", "user_login_id and new_contact_login_id are required")
+    check_text("user_login_id", request.user_login_id, LOGIN_MAX_CHARS, code="invalid_user")
+    check_text("new_contact_login_id", request.new_contact_login_id, LOGIN_MAX_CHARS, code="invalid_user")
     _check_open(state)
     if state.registration is None:
         raise Refused(

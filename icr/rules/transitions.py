@@ -33,6 +33,7 @@ from icr.models import (
     FollowUpWatch,
     HistoryEntry,
     LaaDecisionRequest,
+    LedgerEvent,
     MarkNotificationOverdue,
     NotificationStatus,
     OpenNotification,
@@ -48,11 +49,14 @@ from icr.models import (
 )
 from icr.rules.checks import (
     EVENT_ID_MAX_CHARS,
+    LOGIN_MAX_CHARS,
+    SOURCE_MAX_CHARS,
     Refused,
     check_close,
     check_decision,
     check_event,
     check_response,
+    printable,
 )
 from icr.rules.dates import (
     extended_deadline,
@@ -198,17 +202,46 @@ def screen_events(
                     case_reference=state.case_reference,
                     # The whole event in the key: a repeat of the same refused event audits
                     # once, two different ones (even with the same or no id) twice.
-                    refusal_key=f"{state.case_reference}-event-{event.event_id[:50]}-refused-{_digest(event)}",
-                    actor=event.source or "activity source",
+                    refusal_key=f"{state.case_reference}-event-{printable(event.event_id, 50)}-refused-{_digest(event)}",
+                    actor=printable(event.source or "", SOURCE_MAX_CHARS) or "activity source",
                     action="activity_refused",
                     reason=refused.message,
-                    detail={"event_id": event.event_id[:EVENT_ID_MAX_CHARS], "kind": event.kind[:100]},
+                    detail={"event_id": printable(event.event_id, EVENT_ID_MAX_CHARS),
+                            "kind": printable(event.kind, 100)},
                     at=now,
                 )
             )
         else:
             accepted.append(event)
     return accepted, refusals
+
+
+def apply_ledger_events(state: CertificateState, rows: list[LedgerEvent], now: datetime) -> Transition:
+    """Every ledger row newer than the last one applied is applied once, whoever wrote it."""
+    # The ledger returns its rows for every event of a step, also those an attempt that never
+    # completed wrote (they were never applied) and duplicates of events applied long ago
+    # (at or below the watermark). The watermark tells them apart.
+    fresh = [r for r in rows if r.seq > state.ledger_applied]
+    if not fresh:
+        return Transition(state.model_copy(deep=True))
+    transition = apply_events(state, [ActivityEvent(event_id=r.event_id, kind=r.kind, occurred_at=r.occurred_at)
+                                      for r in fresh], now)
+    transition.state.ledger_applied = max(r.seq for r in fresh)
+    return transition
+
+
+def refuse_message(state: CertificateState, *, action: str, actor: str, reason: str,
+                   detail: dict[str, str], now: datetime) -> Transition:
+    """A message refused after it was accepted for processing (a close with a bad reason, a
+    queue already full, a value the database would not store): audited once under its own
+    key, then dropped. Nothing else changes."""
+    s = state.model_copy(deep=True)
+    s.refusals += 1
+    _note(s, now, f"{action}: {printable(reason, 200)}")
+    return Transition(s, [AuditRefusal(
+        case_reference=s.case_reference, refusal_key=f"{s.case_reference}-{action}-{s.refusals}",
+        actor=printable(actor, LOGIN_MAX_CHARS) or "unknown", action=action, reason=printable(reason, 500),
+        detail={k: printable(v, 200) for k, v in detail.items()}, at=now)])
 
 
 def apply_events(state: CertificateState, events: list[ActivityEvent], now: datetime) -> Transition:
@@ -601,14 +634,15 @@ def refuse_decision(state: CertificateState, request: LaaDecisionRequest, refuse
     """A refused decision changes nothing but is audited, each refusal under its own key."""
     s = state.model_copy(deep=True)
     s.refusals += 1
-    _note(s, now, f"decision by {request.caseworker[:100]!r} refused: {refused.message}",
+    _note(s, now, f"decision by {printable(request.caseworker, LOGIN_MAX_CHARS)!r} refused: {refused.message}",
           public=f"decision refused: {refused.message}")
-    detail = {"decision": request.decision[:100]}
+    detail = {"decision": printable(request.decision, 100)}
     if request.task_id is not None:
-        detail["task_id"] = request.task_id[:100]
+        detail["task_id"] = printable(request.task_id, 100)
     return Transition(s, [AuditRefusal(
         case_reference=s.case_reference, refusal_key=f"{s.case_reference}-decision-{s.refusals}-refused",
-        actor=request.caseworker[:100] or "unknown", action="decision_refused", reason=refused.message,
+        actor=printable(request.caseworker, LOGIN_MAX_CHARS) or "unknown", action="decision_refused",
+        reason=refused.message,
         detail=detail, at=now)])
 
 
@@ -628,7 +662,7 @@ def refuse_close(state: CertificateState, request: CloseCertificateRequest, refu
         case_reference=s.case_reference, refusal_key=f"{s.case_reference}-close-{s.refusals}-refused",
         actor="close_certificate", action="close_refused", reason=refused.message,
         # Not "reason": that key of the audit row holds why it was refused.
-        detail={"close_reason": request.reason[:200],
+        detail={"close_reason": printable(request.reason, 200),
                 "occurred_at": request.occurred_at.isoformat() if request.occurred_at else ""}, at=now)])
 
 

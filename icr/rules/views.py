@@ -81,6 +81,8 @@ def status_of(state: CertificateState) -> CertificateStatus:
         history=list(state.history),
         closed_at=state.closed_at,
         closed_reason=state.closed_reason,
+        notifications_raised=state.notifications_raised,
+        tasks_raised=state.tasks_raised,
     )
 
 
