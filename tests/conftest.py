@@ -32,7 +32,7 @@ from workflows.certificate import CertificateWorkflow
 
 TEMPLATE = "icr_template"
 # The LAA caseworker directory every engine test starts with.
-CASEWORKERS = ("CW", "CW1", "CM-1", "LAA-CW-1", "LAA-CW-7")
+CASEWORKERS = ("CW", "CW1", "CM-1", "LAA-CW-01", "LAA-CW-1", "LAA-CW-7")
 # Every test on the time-skipping server runs with payloads encrypted, as the engine does.
 TEST_KEYS = PayloadKeys.generate("test1")
 
