@@ -228,6 +228,11 @@ async def test_shortened_policy_makes_running_certificates_due_at_once(
     assert (await engine_env.starter("import", "users", str(users))).code == 0
     assert (await engine_env.starter("import", "certificates", str(certificates))).code == 0
     status = await wait_stage(client, ref, "Active")
+
+    async def loaded() -> dict[str, Any] | None:  # it reads the registry in its first step
+        status = await query_status(client, ref)
+        return status if status["policy_version"] is not None else None
+    status = await eventually(loaded, f"certificate {ref} to read the registry")
     assert status["policy_version"] == 2
 
     # The dry run first: it shows the certificate falling due at once, and changes nothing.
