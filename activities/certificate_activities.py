@@ -10,6 +10,7 @@ import structlog
 from temporalio import activity
 
 from icr.db.store import Store
+from icr.metrics import EngineMetrics
 from icr.models import (
     AuditRefusal,
     CertificateSnapshot,
@@ -38,8 +39,9 @@ log = structlog.get_logger(__name__)
 
 
 class CertificateActivities:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, metrics: EngineMetrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics or EngineMetrics()
 
     def all(self) -> list:
         return [
@@ -66,6 +68,8 @@ class CertificateActivities:
     @activity.defn
     async def record_activity_events(self, step: RecordActivityEvents) -> RecordActivityResult:
         new = await self.store.record_activity_events(step)
+        if new:
+            self.metrics.events_recorded.add(len(new))
         log.info("activity_events_recorded", case_reference=step.case_reference,
                  received=len(step.events), new=len(new))
         return RecordActivityResult(new_event_ids=new)
@@ -73,6 +77,7 @@ class CertificateActivities:
     @activity.defn
     async def raise_notification(self, step: RaiseNotification) -> None:
         await self.store.raise_notification(step)
+        self.metrics.notifications_raised.add(1)
         log.info("notification_raised", case_reference=step.case_reference,
                  notification_id=step.notification_id, cycle=step.cycle)
 
@@ -104,6 +109,7 @@ class CertificateActivities:
     @activity.defn
     async def raise_task(self, step: RaiseTask) -> None:
         await self.store.raise_task(step)
+        self.metrics.tasks_raised.add(1)
         log.info("task_raised", case_reference=step.case_reference, task_id=step.task_id,
                  kind=step.task_kind.value)
 
@@ -121,6 +127,8 @@ class CertificateActivities:
     @activity.defn
     async def close_certificate(self, step: CloseCertificate) -> CloseCertificateResult:
         recouped = await self.store.close_certificate(step)
+        if recouped is not None:
+            self.metrics.recoupments.add(1)
         # No free text in logs (a reason can name people): the audit log keeps it.
         log.info("certificate_closed", case_reference=step.case_reference, recoup=step.recoup,
                  recouped=recouped)
@@ -134,6 +142,7 @@ class CertificateActivities:
     @activity.defn
     async def audit_refusal(self, step: AuditRefusal) -> None:
         await self.store.audit_refusal(step)
+        self.metrics.refusals.add(1)
         log.info("message_refused", case_reference=step.case_reference, action=step.action)
 
     @activity.defn
