@@ -18,7 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
-    from icr.search_attributes import ICR_STAGE, POLICY_VERSION
+    from icr.search_attributes import ICR_STAGE, POLICY_VERSION, PROVIDER_FIRM_ID
     from icr.settings import Settings
 
 
@@ -29,8 +29,10 @@ class FloorWorkflow:
         self.seen = 0
 
     @workflow.run
-    async def run(self, case_reference: str) -> None:
-        workflow.upsert_search_attributes([ICR_STAGE.value_set("Floor")])
+    async def run(self, key: str) -> None:
+        # "<set>/<case reference>": the set's name tells one measurement's workflows apart.
+        workflow.upsert_search_attributes([ICR_STAGE.value_set("Floor"),
+                                           PROVIDER_FIRM_ID.value_set(key.split("/", 1)[0])])
         while True:
             await workflow.wait_condition(lambda: self.signals > self.seen)
             self.seen = self.signals
