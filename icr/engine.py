@@ -56,7 +56,7 @@ def precompile_workflows() -> bool:
     """Write the workflow modules' bytecode. The sandbox imports a workflow's module afresh
     for every workflow it creates (a new certificate, or one evicted from the cache); without a
     .pyc (PYTHONDONTWRITEBYTECODE, as in our image and on CI machines) each import compiles
-    the source again: measured at about a third of a worker's CPU per onboarded certificate.
+    the source again (about a tenth of the worker's Python time per new workflow, profiled).
     False when the directory is read-only (the image compiles them at build time instead)."""
     import compileall
 
