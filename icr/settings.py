@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     max_concurrent_workflow_tasks: int = Field(default=100, validation_alias="ICR_MAX_CONCURRENT_WORKFLOW_TASKS")
     # Workflows kept in memory between tasks (sticky cache). Beyond it a certificate's next task
     # replays its history: bounded memory, at some CPU per wake-up of an evicted certificate.
-    max_cached_workflows: int = Field(default=1_000, validation_alias="ICR_MAX_CACHED_WORKFLOWS")
+    max_cached_workflows: int = Field(default=500, validation_alias="ICR_MAX_CACHED_WORKFLOWS")
     workflow_task_pollers: int = Field(default=8, validation_alias="ICR_WORKFLOW_TASK_POLLERS")
     activity_task_pollers: int = Field(default=2, validation_alias="ICR_ACTIVITY_TASK_POLLERS")
     # Prometheus: each worker serves /metrics here. Unset: 9464, or the next free port when
