@@ -178,8 +178,14 @@ async def cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
         if args.kind == "users":
             report = await importer.import_users(rt.store, path, actor=actor, now=_now())
         elif args.kind == "certificates":
-            report = await importer.import_certificates(rt.store, _certificates(rt), path, actor=actor,
-                                                        now=_now())
+            bar = ProgressBar(label="certificates") if args.progress else None
+            try:
+                report = await importer.import_certificates(rt.store, _certificates(rt), path, actor=actor,
+                                                            now=_now(), concurrency=args.concurrency,
+                                                            on_progress=bar)
+            finally:
+                if bar is not None:
+                    bar.close()
         elif args.kind == "caseworkers":
             report = await importer.import_caseworkers(rt.store, path, actor=actor, now=_now())
         else:
@@ -496,6 +502,17 @@ async def cmd_check(rt: Runtime, args: argparse.Namespace) -> int:
     return EXIT_REFUSED if found else 0
 
 
+def cmd_generate_registry(args: argparse.Namespace) -> int:
+    from icr.synthetic import generate_registry
+
+    made = generate_registry(args.out, args.certificates, seed=args.seed, due_at=args.due_at,
+                             due_within=args.due_within, prefix=args.prefix)
+    print(f"{made.users}: {made.user_count} users of {made.firms} firms")
+    print(f"{made.certificates}: {made.certificate_count} certificates")
+    print(f"next: starter.py import users {made.users} && starter.py import certificates {made.certificates}")
+    return 0
+
+
 async def cmd_demo(rt: Runtime, args: argparse.Namespace) -> int:
     from icr.demo import run_demo
 
@@ -541,6 +558,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("file", type=Path, metavar="FILE")
         p.add_argument("--actor", default=os.environ.get("USER") or "operator",
                        help="who is importing (recorded in the audit log)")
+        if kind == "certificates":
+            p.add_argument("--concurrency", type=_positive_int, default=importer.CONCURRENCY,
+                           help=f"rows written and workflows started at once (default {importer.CONCURRENCY})")
+            p.add_argument("--no-progress", dest="progress", action="store_false",
+                           help="no progress bar on stderr")
         p.set_defaults(handler=cmd_import, kind=kind)
 
     p = command("record-activity", cmd_record_activity, "record a qualifying activity event "
@@ -599,6 +621,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "it so that older histories still decrypt")
     p.add_argument("--id", default=None, help="the key's id (default: k + today's date)")
     p.set_defaults(offline=cmd_make_key)
+
+    p = sub.add_parser("generate-registry", help="write synthetic users.csv and certificates.csv of any size",
+                       description="write synthetic users.csv and certificates.csv of any size (for load "
+                                   "tests and rehearsals; touches no server)")
+    p.add_argument("--certificates", type=_positive_int, required=True, help="how many certificates")
+    p.add_argument("--out", type=Path, required=True, help="directory to write them into")
+    p.add_argument("--seed", type=int, default=1, help="the same seed writes the same files (default 1)")
+    p.add_argument("--prefix", type=int, choices=range(10), default=0,
+                   help="fifth digit of the case references, to keep generated sets apart (default 0)")
+    p.add_argument("--due-at", type=_timestamp, default=None,
+                   help="make every certificate fall due from this ISO time (a burst)")
+    p.add_argument("--due-within", type=_positive_float, default=60.0,
+                   help="seconds after --due-at over which they fall due (default 60)")
+    p.set_defaults(offline=cmd_generate_registry)
 
 
     def policy_set_arguments(p: argparse.ArgumentParser) -> None:

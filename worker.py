@@ -14,7 +14,7 @@ import sys
 import structlog
 
 from icr.db.outbox import Outbox
-from icr.engine import build_worker, connected, ensure_digest_schedule
+from icr.engine import build_worker, connected, ensure_digest_schedule, metrics_runtime, precompile_workflows
 from icr.keyring import ConfigurationError
 from icr.logs import configure_logging
 from icr.mail import Mailer
@@ -32,14 +32,22 @@ async def run(settings: Settings) -> int:
     if not settings.payload_encryption:
         log.warning("payload_encryption_off", reason="ICR_PAYLOAD_ENCRYPTION=false: payloads are "
                     "stored in Temporal in plaintext")
-    async with connected(settings) as runtime, mail_server(settings) as mail:
+    if not precompile_workflows():
+        log.warning("workflow_bytecode_not_written", reason="the workflows folder is read-only: each new "
+                    "workflow compiles its module again unless the image was built with compileall")
+    temporal_runtime, metrics_url = metrics_runtime(settings)
+    async with connected(settings, temporal_runtime) as runtime, mail_server(settings) as mail:
         await ensure_digest_schedule(runtime.client, settings.task_queue)
         if runtime.services.ui_url:
             print(f"Temporal Web UI: {runtime.services.ui_url}", flush=True)
         mailer = Mailer(Outbox(runtime.store.pool), mail)
         async with build_worker(runtime.client, runtime.store, settings, mailer):
             log.info("worker_running", task_queue=settings.task_queue,
-                     temporal=runtime.services.temporal_address)
+                     temporal=runtime.services.temporal_address, metrics=metrics_url,
+                     max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+                     max_cached_workflows=settings.max_cached_workflows,
+                     max_concurrent_activities=settings.max_concurrent_activities,
+                     workflow_task_pollers=settings.workflow_task_pollers)
             await stop.wait()
             log.info("worker_stopping")
     log.info("worker_stopped")

@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from icr.db.store import Store
+from icr.metrics import EngineMetrics
 from icr.models import (
     INVALID_DATA,
     AuditRefusal,
@@ -58,8 +59,9 @@ def _invalid_data_named() -> Iterator[None]:
 
 
 class CertificateActivities:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, metrics: EngineMetrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics or EngineMetrics()
 
     def all(self) -> list:
         return [
@@ -87,6 +89,8 @@ class CertificateActivities:
     async def record_activity_events(self, step: RecordActivityEvents) -> RecordActivityResult:
         with _invalid_data_named():
             result = await self.store.record_activity_events(step)
+        # The step's ledger rows (a retried step counts again what its lost attempt wrote).
+        self.metrics.events_recorded.add(len(result.events))
         log.info("activity_events_recorded", case_reference=step.case_reference,
                  received=len(step.events), recorded=len(result.events), refused=len(result.refused))
         return result
@@ -95,6 +99,7 @@ class CertificateActivities:
     async def raise_notification(self, step: RaiseNotification) -> None:
         with _invalid_data_named():
             await self.store.raise_notification(step)
+        self.metrics.notifications_raised.add(1)
         log.info("notification_raised", case_reference=step.case_reference,
                  notification_id=step.notification_id, cycle=step.cycle)
 
@@ -130,6 +135,7 @@ class CertificateActivities:
     async def raise_task(self, step: RaiseTask) -> None:
         with _invalid_data_named():
             await self.store.raise_task(step)
+        self.metrics.tasks_raised.add(1)
         log.info("task_raised", case_reference=step.case_reference, task_id=step.task_id,
                  kind=step.task_kind.value)
 
@@ -150,6 +156,8 @@ class CertificateActivities:
     async def close_certificate(self, step: CloseCertificate) -> CloseCertificateResult:
         with _invalid_data_named():
             recouped = await self.store.close_certificate(step)
+        if recouped is not None:
+            self.metrics.recoupments.add(1)
         # No free text in logs (a reason can name people): the audit log keeps it.
         log.info("certificate_closed", case_reference=step.case_reference, recoup=step.recoup,
                  recouped=recouped)
@@ -165,6 +173,7 @@ class CertificateActivities:
     async def audit_refusal(self, step: AuditRefusal) -> None:
         with _invalid_data_named():
             await self.store.audit_refusal(step)
+        self.metrics.refusals.add(1)
         log.info("message_refused", case_reference=step.case_reference, action=step.action)
 
     @activity.defn

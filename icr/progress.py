@@ -1,12 +1,25 @@
-"""A progress bar for roll-outs, on stderr: done / total, the rate and the time left."""
+"""A progress bar for roll-outs and imports, on stderr: done / total, the rate and the time left."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from icr.rollout import RolloutProgress
+
+
+class Progress(Protocol):
+    @property
+    def done(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def per_second(self) -> float: ...
+    @property
+    def seconds_left(self) -> float | None: ...
+    @property
+    def finished(self) -> bool: ...
 
 
 def _duration(seconds: float | None) -> str:
@@ -24,21 +37,24 @@ class ProgressBar:
     """Redrawn in place on a terminal (at most 10 times a second); elsewhere (a log file) one
     line every `every` seconds, and always the last."""
 
-    def __init__(self, stream: TextIO | None = None, width: int = 30, every: float = 5.0) -> None:
+    def __init__(self, stream: TextIO | None = None, width: int = 30, every: float = 5.0,
+                 label: str | None = None) -> None:
+        self.label = label  # unset: the roll-out's id
         self.stream = stream or sys.stderr
         self.width = width
         self.tty = self.stream.isatty()
         self.every = 0.1 if self.tty else every
         self.last = 0.0
 
-    def line(self, p: RolloutProgress) -> str:
+    def line(self, p: Progress) -> str:
         share = p.done / p.total if p.total else 1.0
         filled = int(self.width * share)
         left = "done" if p.finished else f"{_duration(p.seconds_left)} left"
-        return (f"roll-out {p.rollout_id} [{'#' * filled}{'.' * (self.width - filled)}] "
+        label = self.label or (f"roll-out {p.rollout_id}" if isinstance(p, RolloutProgress) else "")
+        return (f"{label} [{'#' * filled}{'.' * (self.width - filled)}] "
                 f"{p.done}/{p.total} {share:4.0%}  {p.per_second:.1f}/s  {left}")
 
-    def __call__(self, p: RolloutProgress) -> None:
+    def __call__(self, p: Progress) -> None:
         now = time.monotonic()
         if not p.finished and now - self.last < self.every:
             return

@@ -33,8 +33,15 @@ class Settings(BaseSettings):
     task_queue: str = Field(default=TASK_QUEUE, validation_alias="ICR_TASK_QUEUE")
     temporal_port: int = Field(default=7233, validation_alias="ICR_TEMPORAL_PORT")
     ui_port: int = Field(default=8233, validation_alias="ICR_UI_PORT")
+    # Worker tuning (README 'Operating at scale').
     max_concurrent_activities: int = Field(default=100, validation_alias="ICR_MAX_CONCURRENT_ACTIVITIES")
     max_concurrent_workflow_tasks: int = Field(default=100, validation_alias="ICR_MAX_CONCURRENT_WORKFLOW_TASKS")
+    workflow_task_pollers: int = Field(default=8, validation_alias="ICR_WORKFLOW_TASK_POLLERS")
+    activity_task_pollers: int = Field(default=2, validation_alias="ICR_ACTIVITY_TASK_POLLERS")
+    # Prometheus: each worker serves /metrics here. Unset: 9464, or the next free port when
+    # another worker on this machine has it (the port is logged at start). 0: no endpoint.
+    metrics_port: int | None = Field(default=None, validation_alias="ICR_METRICS_PORT")
+    metrics_host: str = Field(default="0.0.0.0", validation_alias="ICR_METRICS_HOST")
     db_pool_size: int = Field(default=10, validation_alias="ICR_DB_POOL_SIZE")
     # The daily digest e-mail. Unset smtp_host: on the embedded default a worker delivers into
     # a local SMTP sink under the data directory (`starter.py mail list` shows what was sent).

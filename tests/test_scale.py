@@ -1,0 +1,172 @@
+"""Scale guarantees (issue 16): an interrupted import re-run makes each certificate exactly
+once; two workers sharing a burst do each side effect once; continue-as-new under a forced
+low history limit loses no signal and no update; the generator writes files the importer takes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from icr.models import ActivityEvent, ReassignContactRequest
+from icr.synthetic import generate_registry
+from tests.conftest import Engine, add_certificate, add_user
+from tests.devserver import (
+    ROOT,
+    EngineEnv,
+    WorkerProcess,
+    dev_server,  # noqa: F401  (fixture)
+    engine_database,  # noqa: F401  (fixture)
+    engine_env,  # noqa: F401  (fixture)
+    listed_ids,
+)
+from tests.test_lifecycle import DAY, run_id, status
+from workflows.certificate import CertificateWorkflow
+
+IMPORTED = 300
+BURST = 60
+
+
+@pytest.fixture(scope="module")
+def engine_task_queue() -> str:
+    return "icr-scale"
+
+
+def metrics_url(log: str) -> str:
+    found = re.search(r'"metrics": "(http://[^"]+)"', log) or re.search(r"metrics=(http://\S+)", log)
+    assert found, f"the worker logged no metrics URL:\n{log[-3000:]}"
+    return found.group(1)
+
+
+def counter(url: str, name: str) -> float:
+    """A counter's value on a Prometheus endpoint (0 when not yet incremented)."""
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    assert "temporal_" in text, "the SDK's own metrics are missing"
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith(name + "{") or line.startswith(name + " ")]
+    return sum(values)
+
+
+async def fetchval(database_url: str, sql: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
+async def test_an_import_killed_halfway_and_run_again_makes_each_certificate_exactly_once(
+        engine_env: EngineEnv, tmp_path: Path) -> None:  # noqa: F811
+    made = generate_registry(tmp_path, IMPORTED, seed=7, prefix=6)
+    assert (await engine_env.starter("import", "users", str(made.users))).code == 0
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "starter.py", "import", "certificates", str(made.certificates), "--concurrency", "4",
+        cwd=ROOT, env=engine_env.environ(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    written = 0
+    for _ in range(600):
+        written = await fetchval(engine_env.database_url,
+                                 "SELECT count(*) FROM certificates WHERE case_reference LIKE '30006%'")
+        if written >= IMPORTED // 2:
+            break
+        await asyncio.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # as hard as an interruption gets: no clean-up runs
+    await process.wait()
+    assert IMPORTED // 2 <= written < IMPORTED, "the import was not interrupted halfway"
+
+    again = await engine_env.starter("import", "certificates", str(made.certificates), timeout=180)
+    assert again.code == 0, str(again)
+    assert "0 refused" in again.stdout
+
+    assert await fetchval(engine_env.database_url,
+                          "SELECT count(*) FROM certificates WHERE case_reference LIKE '30006%'") == IMPORTED
+    assert await fetchval(engine_env.database_url, "SELECT count(*) FROM audit_log WHERE action = "
+                          "'certificate_imported' AND case_reference LIKE '30006%'") == IMPORTED
+    # One workflow run per certificate, none started twice (closed runs are counted too).
+    from temporalio.client import Client
+    client = await Client.connect(engine_env.temporal_address)
+    ids: list[str] = []
+    for _ in range(100):
+        ids = await listed_ids(client, "WorkflowType = 'CertificateWorkflow' AND WorkflowId >= 'certificate-30006' "
+                                       "AND WorkflowId < 'certificate-30007'")
+        if len(ids) >= IMPORTED:
+            break
+        await asyncio.sleep(0.2)
+    assert len(ids) == IMPORTED and len(set(ids)) == IMPORTED
+
+
+async def test_two_workers_share_a_burst_and_do_each_side_effect_once(engine_env: EngineEnv,  # noqa: F811
+                                                                     tmp_path: Path) -> None:
+    due = datetime.now(timezone.utc) + timedelta(seconds=20)
+    made = generate_registry(tmp_path, BURST, seed=8, prefix=7, due_at=due, due_within=2)
+    first = WorkerProcess(engine_env, tmp_path / "first.log")
+    second = WorkerProcess(engine_env, tmp_path / "second.log")
+    await asyncio.gather(first.start(), second.start())
+    try:
+        assert (await engine_env.starter("import", "users", str(made.users))).code == 0
+        run = await engine_env.starter("import", "certificates", str(made.certificates))
+        assert run.code == 0, str(run)
+        sql = "SELECT count(*) FROM notifications WHERE case_reference LIKE '30007%'"
+        for _ in range(600):
+            if await fetchval(engine_env.database_url, sql) >= BURST:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3)  # anything done twice would show by now
+        # Each worker serves Prometheus metrics on the port it logged; between them they
+        # counted each notification once.
+        raised = [await asyncio.to_thread(counter, metrics_url(w.log()), "icr_notifications_raised")
+                  for w in (first, second)]
+    finally:
+        codes = await asyncio.gather(first.stop(30), second.stop(30))
+    assert codes == [0, 0]
+    assert await fetchval(engine_env.database_url, sql) == BURST
+    assert await fetchval(engine_env.database_url, "SELECT count(DISTINCT case_reference) FROM notifications "
+                                                   "WHERE case_reference LIKE '30007%'") == BURST
+    assert await fetchval(engine_env.database_url, "SELECT count(*) FROM audit_log WHERE action = "
+                                                   "'notification_raised' AND case_reference LIKE '30007%'") == BURST
+    assert sum(raised) == BURST, raised
+
+
+async def test_continue_as_new_under_a_low_history_limit_loses_no_signal_and_no_update(engine: Engine) -> None:
+    now = await engine.now()
+    await add_user(engine.store, "CASEWORKER1", ["case_management"])
+    await add_user(engine.store, "XOFFICE", ["case_management", "cross_office"])
+    contacts = ["CONTACT-A", "CONTACT-B"]
+    for login in contacts:
+        await add_user(engine.store, login, ["case_management"])
+    await add_certificate(engine.store, engine.ref, last_activity_at=now - 10 * DAY)
+    # Forced low: the run continues as new every few messages while more keep arriving.
+    handle = await engine.start(engine.ref, history_limit=30)
+    await engine.env.sleep(1)
+    first_run = await run_id(engine, handle)
+    rounds = 25
+
+    async def one_round(i: int) -> str:
+        signalled = handle.signal(CertificateWorkflow.record_activity, ActivityEvent(
+            event_id=f"e{i}", kind="amendment", occurred_at=now + timedelta(seconds=i)))
+        updated = handle.execute_update(CertificateWorkflow.reassign_contact, ReassignContactRequest(
+            user_login_id="XOFFICE", new_contact_login_id=contacts[i % 2]))
+        _, result = await asyncio.gather(signalled, updated)
+        return result.provider_contact_login
+
+    for i in range(rounds):
+        assert await one_round(i) == contacts[i % 2]
+    latest = now + timedelta(seconds=rounds - 1)
+    for _ in range(100):  # the last signal may still be on its way into the newest run
+        s = await status(handle)
+        if s.last_activity_at == latest:
+            break
+        await asyncio.sleep(0.1)
+    assert s.last_activity_at == latest and s.inactivity_deadline == latest + 608 * DAY
+    ledger = await engine.store.ledger_of(engine.ref)
+    assert sorted(r["event_id"] for r in ledger) == sorted(f"e{i}" for i in range(rounds))
+    final = contacts[(rounds - 1) % 2]
+    assert s.provider_contact_login == final
+    assert (await engine.store.certificate_row(engine.ref))["provider_contact_login"] == final
+    assert await run_id(engine, handle) != first_run, "the run never continued as new"
