@@ -14,10 +14,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
+from icr.db.store import Store
 from icr.models import ActivityEvent, ReassignContactRequest
 from icr.synthetic import generate_registry
-from tests.conftest import Engine, add_certificate, add_user
+from tests.conftest import Engine, add_certificate, add_user, running_engine
 from tests.devserver import (
     ROOT,
     EngineEnv,
@@ -27,6 +29,7 @@ from tests.devserver import (
     engine_env,  # noqa: F401  (fixture)
     listed_ids,
 )
+from tests.short_history import ShortHistoryCertificateWorkflow
 from tests.test_lifecycle import DAY, run_id, status
 from workflows.certificate import CertificateWorkflow
 
@@ -133,7 +136,15 @@ async def test_two_workers_share_a_burst_and_do_each_side_effect_once(engine_env
     assert sum(raised) == BURST, raised
 
 
-async def test_continue_as_new_under_a_low_history_limit_loses_no_signal_and_no_update(engine: Engine) -> None:
+async def test_continue_as_new_under_a_low_history_limit_loses_no_signal_and_no_update(
+        time_env: WorkflowEnvironment, store: Store) -> None:
+    # A worker whose certificate workflow continues as new every 40 history events: outside
+    # callers cannot lower the limit (it is a class attribute, not an input).
+    async with running_engine(time_env, store, certificate_workflow=ShortHistoryCertificateWorkflow) as engine:
+        await continues_as_new_losing_nothing(engine)
+
+
+async def continues_as_new_losing_nothing(engine: Engine) -> None:
     now = await engine.now()
     await add_user(engine.store, "CASEWORKER1", ["case_management"])
     await add_user(engine.store, "XOFFICE", ["case_management", "cross_office"])
@@ -142,7 +153,7 @@ async def test_continue_as_new_under_a_low_history_limit_loses_no_signal_and_no_
         await add_user(engine.store, login, ["case_management"])
     await add_certificate(engine.store, engine.ref, last_activity_at=now - 10 * DAY)
     # Forced low: the run continues as new every few messages while more keep arriving.
-    handle = await engine.start(engine.ref, history_limit=30)
+    handle = await engine.start(engine.ref)
     await engine.env.sleep(1)
     first_run = await run_id(engine, handle)
     rounds = 25
