@@ -41,6 +41,7 @@ from icr.models import (
 )
 from icr.rules import NOTIFICATION_SUBJECT, UK, notification_letter
 from icr.settings import Settings
+from workflows.digest import DailyDigestWorkflow
 
 FIRM = "26517"
 DOMAIN = "laa.example"
@@ -161,7 +162,7 @@ async def digest_worker(env: WorkflowEnvironment, store: Store, mailer: Mailer) 
 
 
 async def start_digest(client: Client, task_queue: str) -> WorkflowHandle[Any, Any]:
-    return await client.start_workflow("DailyDigestWorkflow", id=f"digest-{uuid.uuid4().hex[:8]}",
+    return await client.start_workflow(DailyDigestWorkflow.run, id=f"digest-{uuid.uuid4().hex[:8]}",
                                        task_queue=task_queue)
 
 
