@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowHandle
 
 import starter
@@ -21,7 +20,6 @@ from icr.engine import Runtime
 from icr.models import (
     ActivityEvent,
     CertificateInput,
-    CertificateStatus,
     OutageDeclaration,
     Policy,
     RolloutRecord,
@@ -30,6 +28,7 @@ from icr.rollout import RolloutProgress, TokenBucket, run_rollout
 from icr.servers import Services
 from icr.settings import Settings
 from tests.conftest import Engine, add_certificate, add_user
+from tests.test_lifecycle import search_attributes, status
 from workflows.certificate import CertificateWorkflow
 
 DAY = timedelta(days=1)
@@ -43,15 +42,6 @@ def ref(n: int, engine: Engine) -> str:
     return f"{engine.ref[:10]}{n:02d}"
 
 
-async def status(handle: WorkflowHandle) -> CertificateStatus:
-    return await handle.query(CertificateWorkflow.status)
-
-
-async def search_attributes(engine: Engine, handle: WorkflowHandle) -> dict[str, Any]:
-    raw = await engine.client.workflow_service.describe_workflow_execution(
-        DescribeWorkflowExecutionRequest(namespace="default", execution={"workflow_id": handle.id}))
-    fields = raw.workflow_execution_info.search_attributes.indexed_fields
-    return {name: json.loads(payload.data) if payload.data else None for name, payload in fields.items()}
 
 
 async def signals(handle: WorkflowHandle, name: str) -> int:
