@@ -127,10 +127,6 @@ def _positive_float(value: str) -> float:
     return number
 
 
-def _certificates(rt: Runtime) -> CertificateClient:
-    return CertificateClient(rt.client, rt.settings.task_queue)
-
-
 async def _status(certificates: CertificateClient, case_reference: str) -> CertificateStatus:
     # Only a worker answers a query or an update: say so at once rather than time out.
     if not await certificates.worker_polling():
@@ -180,7 +176,7 @@ async def cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
         elif args.kind == "certificates":
             bar = ProgressBar(label="certificates") if args.progress else None
             try:
-                report = await importer.import_certificates(rt.store, _certificates(rt), path, actor=actor,
+                report = await importer.import_certificates(rt.store, rt.certificates, path, actor=actor,
                                                             now=_now(), concurrency=args.concurrency,
                                                             on_progress=bar)
             finally:
@@ -189,7 +185,7 @@ async def cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
         elif args.kind == "caseworkers":
             report = await importer.import_caseworkers(rt.store, path, actor=actor, now=_now())
         else:
-            report = await importer.import_exercise_responses(rt.store, _certificates(rt), path, actor=actor,
+            report = await importer.import_exercise_responses(rt.store, rt.certificates, path, actor=actor,
                                                               now=_now())
     except importer.ImportFileError as err:
         raise CliError(str(err)) from None
@@ -212,7 +208,7 @@ async def cmd_record_activity(rt: Runtime, args: argparse.Namespace) -> int:
               f"at {recorded[0]['occurred_at'].isoformat()}); it counts once, nothing changed")
         return 0
     try:
-        await _certificates(rt).record_activity(args.case_reference, event)
+        await rt.certificates.record_activity(args.case_reference, event)
     except CertificateClosed as err:
         raise CliError(f"{err}; the event was not recorded") from None
     print(f"recorded {event.kind} {event.event_id} for {args.case_reference}")
@@ -220,7 +216,7 @@ async def cmd_record_activity(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_respond(rt: Runtime, args: argparse.Namespace) -> int:
-    certificates = _certificates(rt)
+    certificates = rt.certificates
     await _status(certificates, args.case_reference)  # a clear error for an unknown certificate
     request = RespondRequest(user_login_id=args.user, response=args.response, message=args.message)
     try:
@@ -232,7 +228,7 @@ async def cmd_respond(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_decide(rt: Runtime, args: argparse.Namespace) -> int:
-    certificates = _certificates(rt)
+    certificates = rt.certificates
     status = await _status(certificates, args.case_reference)  # a clear error for an unknown certificate
     if status.stage == IcrStage.CLOSED:
         raise CliError(f"decision refused: certificate {args.case_reference} is closed [certificate_closed]")
@@ -250,7 +246,7 @@ async def cmd_decide(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_reassign(rt: Runtime, args: argparse.Namespace) -> int:
-    certificates = _certificates(rt)
+    certificates = rt.certificates
     await _status(certificates, args.case_reference)  # a clear error for an unknown certificate
     request = ReassignContactRequest(user_login_id=args.user, new_contact_login_id=args.new_contact)
     try:
@@ -264,7 +260,7 @@ async def cmd_reassign(rt: Runtime, args: argparse.Namespace) -> int:
 async def cmd_close(rt: Runtime, args: argparse.Namespace) -> int:
     if not args.reason.strip():
         raise CliError("--reason must not be empty", EXIT_USAGE)
-    certificates = _certificates(rt)
+    certificates = rt.certificates
     status = await _status(certificates, args.case_reference)
     if status.stage == IcrStage.CLOSED:
         raise CliError(f"certificate {args.case_reference} is already closed")
@@ -275,7 +271,7 @@ async def cmd_close(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
-    status = await _status(_certificates(rt), args.case_reference)
+    status = await _status(rt.certificates, args.case_reference)
     print(status.model_dump_json(indent=2))
     return 0
 
@@ -293,7 +289,7 @@ def _list_order(c: CertificateListing) -> tuple[int, datetime, datetime, str]:
 async def cmd_list(rt: Runtime, args: argparse.Namespace) -> int:
     query = list_query(args.stage, args.firm)
     print(f"# filter: {query}")
-    listed = sorted([c async for c in _certificates(rt).list_certificates(args.stage, args.firm, limit=args.limit)],
+    listed = sorted([c async for c in rt.certificates.list_certificates(args.stage, args.firm, limit=args.limit)],
                     key=_list_order)
     if listed:
         print(f"{'certificate':<14} {'stage':<17} {'firm':<8} {'open task':<21} {'cycle':>5}  "
@@ -308,7 +304,7 @@ async def cmd_list(rt: Runtime, args: argparse.Namespace) -> int:
 
 async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> int:
     query = queue_query(args.kind, args.firm)
-    listed = {c.case_reference: c async for c in _certificates(rt).list_queue(args.kind, args.firm,
+    listed = {c.case_reference: c async for c in rt.certificates.list_queue(args.kind, args.firm,
                                                                                limit=args.limit)}
     # The open task from the registry: what it asks, and since when (the oldest first).
     tasks = [t for t in await rt.store.open_tasks_of(list(listed)) if not args.kind or t["kind"] == args.kind]
@@ -351,7 +347,7 @@ async def _roll_out(rt: Runtime, rollout: RolloutRecord, actor: str, rate: float
     if task is not None:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
-        finished = await run_rollout(rt.store, _certificates(rt), rollout, actor=actor, rate=rate, on_progress=bar)
+        finished = await run_rollout(rt.store, rt.certificates, rollout, actor=actor, rate=rate, on_progress=bar)
     except RolloutBusy as err:
         raise CliError(str(err)) from None
     except asyncio.CancelledError:
@@ -492,7 +488,7 @@ def cmd_make_key(args: argparse.Namespace) -> int:
 
 
 async def cmd_check(rt: Runtime, args: argparse.Namespace) -> int:
-    certificates = _certificates(rt)
+    certificates = rt.certificates
     refs: list[str] = args.case_references or [
         c.case_reference async for c in certificates.list_certificates(running=True)]
     found = await consistency.check(certificates, rt.store, refs, settle=args.settle)

@@ -129,10 +129,6 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     return path
 
 
-def _certificates(rt: Runtime) -> CertificateClient:
-    return CertificateClient(rt.client, rt.settings.task_queue)
-
-
 async def seed(rt: Runtime, now: datetime) -> list[DemoCertificate]:
     folder = rt.settings.data_dir / "demo"
     certificates = demo_certificates(now)
@@ -161,12 +157,12 @@ async def seed(rt: Runtime, now: datetime) -> list[DemoCertificate]:
     for report in [
         await importer.import_users(rt.store, users, actor="demo", now=now),
         await importer.import_caseworkers(rt.store, caseworkers, actor="demo", now=now),
-        await importer.import_exercise_responses(rt.store, _certificates(rt), exercise, actor="demo", now=now),
-        await importer.import_certificates(rt.store, _certificates(rt), certs, actor="demo", now=now),
+        await importer.import_exercise_responses(rt.store, rt.certificates, exercise, actor="demo", now=now),
+        await importer.import_certificates(rt.store, rt.certificates, certs, actor="demo", now=now),
     ]:
         print(f"  {report.summary()}")
     # An activity source reports on a certificate the registry does not know.
-    await _certificates(rt).record_activity(UNREGISTERED, ActivityEvent(
+    await rt.certificates.record_activity(UNREGISTERED, ActivityEvent(
         event_id="demo-unregistered-1", kind="amendment", occurred_at=now - 700 * DAY, source="demo"))
     return certificates
 
@@ -183,7 +179,7 @@ async def _when(certificates: CertificateClient, case_reference: str,
 
 async def drive(rt: Runtime, certificate: DemoCertificate) -> None:
     """Take one certificate down its branch, as its provider and caseworker would."""
-    certificates = _certificates(rt)
+    certificates = rt.certificates
     ref = certificate.case_reference
     plan = certificate.plan
     responses = {
@@ -232,13 +228,13 @@ async def _import_arrivals(rt: Runtime, certificates: list[DemoCertificate], now
          "last_activity_at", "poa_paid", "poa_recouped"],
         [[c.case_reference, c.firm, "2L847Q", c.contact, (c.last_activity_at - 200 * DAY).date().isoformat(),
           c.last_activity_at.isoformat(), c.poa_paid, "0.00"] for c in certificates])
-    report = await importer.import_certificates(rt.store, _certificates(rt), path, actor="demo", now=now)
+    report = await importer.import_certificates(rt.store, rt.certificates, path, actor="demo", now=now)
     log.info("demo_arrivals", summary=report.summary())
 
 
 async def _tidy_escalated(rt: Runtime) -> None:
     """A demo caseworker closes the oldest escalated arrivals, so the queue stays readable."""
-    certificates = _certificates(rt)
+    certificates = rt.certificates
     escalated = sorted([c.case_reference async for c in certificates.list_certificates("Escalated", running=True)
                         if c.case_reference.startswith(ARRIVAL_PREFIX)])
     for ref in escalated[:-MAX_ARRIVALS_ESCALATED]:
@@ -280,7 +276,7 @@ async def keep_stages_populated(rt: Runtime) -> None:
 
 
 async def stages(rt: Runtime) -> dict[str, list[str]]:
-    return stages_of([c async for c in _certificates(rt).list_certificates()])
+    return stages_of([c async for c in rt.certificates.list_certificates()])
 
 
 async def wait_for_every_stage(rt: Runtime, timeout: timedelta) -> dict[str, list[str]]:

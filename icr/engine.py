@@ -33,6 +33,7 @@ from temporalio.worker import Interceptor, Worker
 
 from activities.certificate_activities import CertificateActivities
 from activities.mail_activities import MailActivities
+from icr.client import CertificateClient
 from icr.codec import EncryptionCodec, data_converter
 from icr.db.migrate import migrate
 from icr.db.outbox import Outbox
@@ -198,6 +199,11 @@ class Runtime:
     store: Store
     services: Services
     settings: Settings
+
+    @property
+    def certificates(self) -> CertificateClient:
+        """The typed client of the certificates' workflows on this runtime's task queue."""
+        return CertificateClient(self.client, self.settings.task_queue)
 
 
 @contextlib.asynccontextmanager
