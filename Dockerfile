@@ -12,9 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY . .
 # No [test] extras: the image runs the worker (and starter.py for operators), not the tests.
-# Bytecode for the app's own modules: the workflow sandbox imports the workflow module afresh
-# for every certificate it loads, and without a .pyc (PYTHONDONTWRITEBYTECODE) it would
-# compile it from source each time.
+# Bytecode for the app's own modules, written once at build time (PYTHONDONTWRITEBYTECODE).
 RUN pip install --no-cache-dir . \
     && python -m compileall -q /app/workflows /app/icr /app/activities \
     && useradd --system --create-home --uid 10001 --user-group icr \

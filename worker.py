@@ -14,7 +14,7 @@ import sys
 import structlog
 
 from icr.db.outbox import Outbox
-from icr.engine import build_worker, connected, ensure_digest_schedule, metrics_runtime, precompile_workflows
+from icr.engine import build_worker, connected, ensure_digest_schedule, metrics_runtime
 from icr.keyring import ConfigurationError
 from icr.logs import configure_logging
 from icr.mail import Mailer
@@ -32,9 +32,6 @@ async def run(settings: Settings) -> int:
     if not settings.payload_encryption:
         log.warning("payload_encryption_off", reason="ICR_PAYLOAD_ENCRYPTION=false: payloads are "
                     "stored in Temporal in plaintext")
-    if not precompile_workflows():
-        log.warning("workflow_bytecode_not_written", reason="the workflows folder is read-only: each new "
-                    "workflow compiles its module again unless the image was built with compileall")
     temporal_runtime, metrics_url = metrics_runtime(settings)
     async with connected(settings, temporal_runtime) as runtime, mail_server(settings) as mail:
         await ensure_digest_schedule(runtime.client, settings.task_queue)

@@ -43,6 +43,7 @@ from icr.engine import connect_temporal  # noqa: E402
 from icr.keyring import payload_keys  # noqa: E402
 from icr.models import ActivityEvent  # noqa: E402
 from icr.servers import services  # noqa: E402
+from icr.search_attributes import INACTIVITY_DEADLINE  # noqa: E402
 from icr.settings import Settings  # noqa: E402
 from icr.synthetic import case_reference, generate_registry  # noqa: E402
 
@@ -343,6 +344,9 @@ class Bench:
         async def send(i: int) -> None:
             await certificates.record_activity(ref, ActivityEvent(
                 event_id=f"bench-long-{i}", kind="amendment", occurred_at=base + timedelta(seconds=i)))
+        # Worker CPU per event one at a time, on a short history and again once the long one
+        # is built: with no sticky cache every workflow task replays the run's history.
+        replay = {"short": await self.one_at_a_time(ref, certificates, base - timedelta(hours=1), "short")}
         t0 = time.monotonic()
         await self.bounded(list(range(n)), send)
         last = base + timedelta(seconds=n - 1)
@@ -371,6 +375,7 @@ class Bench:
         finally:
             await conn.close()
         right = s.last_activity_at == last and s.inactivity_deadline == last + timedelta(days=INACTIVITY_DAYS)
+        replay["long"] = await self.one_at_a_time(ref, certificates, last + timedelta(seconds=1), "long")
         if not right:
             await self.say(f"long-lived: the state's last activity is {s.last_activity_at}, the last event's "
                            f"{last}: events in the ledger never reached the state")
@@ -380,9 +385,31 @@ class Bench:
             "deadline_right": right, "last_event_at": last.isoformat(),
             "state_last_activity_at": s.last_activity_at.isoformat() if s.last_activity_at else None,
             "inactivity_deadline": s.inactivity_deadline.isoformat()
-            if s.inactivity_deadline else None}
+            if s.inactivity_deadline else None, "one_at_a_time": replay}
         await self.say(f"long-lived: {n} events into one certificate, {runs} runs (continue-as-new), "
-                       f"history now {desc.history_length} events, ledger {ledger}, deadline right: {right}")
+                       f"history now {desc.history_length} events, ledger {ledger}, deadline right: {right}; "
+                       f"worker CPU per event one at a time: {replay}")
+
+    async def one_at_a_time(self, ref: str, certificates: CertificateClient, first: datetime, tag: str,
+                            n: int = 20) -> dict[str, Any]:
+        """Worker CPU per event, each sent once the last is applied (seen in the search
+        attributes, which asks nothing of the worker), and the history length it ran on."""
+        assert self.client is not None
+        handle = self.client.get_workflow_handle(f"certificate-{ref}")
+        length = (await handle.describe()).history_length
+        cpu0 = cpu_seconds(self.worker_pid)
+        for i in range(n):
+            at = first + timedelta(seconds=i)
+            await certificates.record_activity(ref, ActivityEvent(event_id=f"bench-{tag}-{i}", kind="amendment",
+                                                                  occurred_at=at))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                attrs = (await handle.describe()).typed_search_attributes
+                if attrs.get(INACTIVITY_DEADLINE) == at + timedelta(days=INACTIVITY_DAYS):
+                    break
+                await asyncio.sleep(0.02)
+        return {"history_length_before": length, "events": n,
+                "worker_cpu_ms_per_event": round((cpu_seconds(self.worker_pid) - cpu0) / n * 1000, 2)}
 
     async def burst_and_spread(self) -> None:
         sz = self.sizes

@@ -30,6 +30,7 @@ from temporalio.runtime import PrometheusConfig, TelemetryConfig
 from temporalio.runtime import Runtime as TemporalRuntime
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.certificate_activities import CertificateActivities
 from activities.mail_activities import MailActivities
@@ -51,23 +52,6 @@ from workflows.digest import DIGEST_WORKFLOW_ID, DailyDigestWorkflow
 log = structlog.get_logger(__name__)
 
 DEFAULT_METRICS_PORT = 9464
-
-
-def precompile_workflows() -> bool:
-    """Write the workflow modules' bytecode. The sandbox imports a workflow's module afresh
-    for every workflow it creates (a new certificate, or one evicted from the cache); without a
-    .pyc (PYTHONDONTWRITEBYTECODE, as in our image and on CI machines) each import compiles
-    the source again (about a tenth of the worker's Python time per new workflow, profiled).
-    False when the directory is read-only (the image compiles them at build time instead)."""
-    import compileall
-
-    import workflows
-
-    folder = Path(workflows.__file__).parent
-    try:
-        return bool(compileall.compile_dir(str(folder), quiet=2, force=False))
-    except OSError:
-        return False
 
 
 def _free_port(host: str, first: int) -> int:
@@ -190,6 +174,13 @@ def build_worker(client: Client, store: Store, settings: Settings, mailer: Maile
         max_concurrent_workflow_task_polls=settings.workflow_task_pollers,
         max_concurrent_activity_task_polls=settings.activity_task_pollers,
         graceful_shutdown_timeout=timedelta(seconds=10),
+        # The sandbox would import the workflow modules afresh for every workflow it creates,
+        # and with no sticky cache that is every workflow task: about half the worker's CPU
+        # per onboarding (measured). Passed through like `icr.rules`: their module state is
+        # constants only, and determinism rests on the rules taking `now` as an argument and
+        # on the replay tests of recorded histories.
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")),
     )
 
 

@@ -97,7 +97,10 @@ async def temporal_dev_server(settings: Settings) -> AsyncIterator[tuple[str, st
             "--port", str(settings.temporal_port), "--ui-port", str(settings.ui_port),
             "--db-filename", str(data / "temporal.db"), "--log-level", "warn",
             # Measured 1.6x the throughput of the default journal on SQLite.
-            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+            # A step's activity task comes back with the workflow task that scheduled it
+            # instead of through a poll: measured about a quarter less server CPU per onboarding.
+            "--dynamic-config-value", "system.enableActivityEagerExecution=true"]
     for name, key in SEARCH_ATTRIBUTES.items():
         args += ["--search-attribute", f"{name}={cli_type(key)}"]
     codec, token, _ = codec_settings(settings, embedded=True)

@@ -94,3 +94,11 @@ def test_no_default_secrets_and_encryption_keys_on_the_workers() -> None:
         assert ":?" in services[name]["environment"]["ICR_PAYLOAD_KEYS"], f"{name} has a default key"
     assert ":?" in services["temporal"]["environment"]["POSTGRES_PWD"]
     assert "sslmode=require" in services["worker"]["environment"]["DATABASE_URL"]
+
+
+def test_the_server_reads_the_shipped_dynamic_config_with_eager_activities() -> None:
+    temporal = compose()["services"]["temporal"]
+    path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    source = next(v.split(":")[0] for v in temporal["volumes"] if v.split(":")[1] == path)
+    config = yaml.safe_load((ROOT / source).read_text())
+    assert config["system.enableActivityEagerExecution"] == [{"value": True}]
