@@ -107,14 +107,22 @@ def _timestamp(value: str) -> datetime:
     return parsed
 
 
-def _positive_int(value: str) -> int:
+def _whole_number(value: str, least: int) -> int:
     try:
         number = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    if number < least:
+        raise argparse.ArgumentTypeError(f"{value} must be at least {least}")
     return number
+
+
+def _positive_int(value: str) -> int:
+    return _whole_number(value, 1)
+
+
+def _non_negative_int(value: str) -> int:
+    return _whole_number(value, 0)
 
 
 def _positive_float(value: str) -> float:
@@ -178,7 +186,12 @@ async def cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
             try:
                 report = await importer.import_certificates(rt.store, rt.certificates, path, actor=actor,
                                                             now=_now(), concurrency=args.concurrency,
-                                                            on_progress=bar)
+                                                            max_backlog=args.max_backlog, on_progress=bar)
+            except NoWorker as err:
+                raise CliError(f"{err}. The import held its starts for a backlog no worker works through; "
+                               "the rows written so far are kept: run the import again once a worker runs "
+                               "(it carries on where it stopped), or pass --max-backlog 0 to start every "
+                               "workflow without one", EXIT_UNAVAILABLE) from None
             finally:
                 if bar is not None:
                     bar.close()
@@ -557,6 +570,10 @@ def build_parser() -> argparse.ArgumentParser:
         if kind == "certificates":
             p.add_argument("--concurrency", type=_positive_int, default=importer.CONCURRENCY,
                            help=f"rows written and workflows started at once (default {importer.CONCURRENCY})")
+            p.add_argument("--max-backlog", type=_non_negative_int, default=importer.MAX_BACKLOG,
+                           help="hold new starts while more workflow tasks than this wait for a worker, so "
+                                "that live certificates are not queued behind the onboarding (default "
+                                f"{importer.MAX_BACKLOG}; 0: never hold)")
             p.add_argument("--no-progress", dest="progress", action="store_false",
                            help="no progress bar on stderr")
         p.set_defaults(handler=cmd_import, kind=kind)

@@ -397,7 +397,7 @@ class Bench:
         assert self.client is not None
         handle = self.client.get_workflow_handle(f"certificate-{ref}")
         length = (await handle.describe()).history_length
-        cpu0 = cpu_seconds(self.worker_pid)
+        cpu0, t0, missed = cpu_seconds(self.worker_pid), time.monotonic(), 0
         for i in range(n):
             at = first + timedelta(seconds=i)
             await certificates.record_activity(ref, ActivityEvent(event_id=f"bench-{tag}-{i}", kind="amendment",
@@ -408,7 +408,11 @@ class Bench:
                 if attrs.get(INACTIVITY_DEADLINE) == at + timedelta(days=INACTIVITY_DAYS):
                     break
                 await asyncio.sleep(0.02)
-        return {"history_length_before": length, "events": n,
+            else:
+                missed += 1
+                await self.say(f"one at a time: event {i} not seen after 30 s: {attrs.get(INACTIVITY_DEADLINE)}")
+        return {"history_length_before": length, "events": n, "not_seen": missed,
+                "seconds_per_event": round((time.monotonic() - t0) / n, 3),
                 "worker_cpu_ms_per_event": round((cpu_seconds(self.worker_pid) - cpu0) / n * 1000, 2)}
 
     async def burst_and_spread(self) -> None:

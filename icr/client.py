@@ -262,6 +262,19 @@ class CertificateClient:
         since = datetime.now(timezone.utc) - within
         return any(p.last_access_time.ToDatetime(timezone.utc) >= since for p in described.pollers)
 
+    async def backlog(self) -> int | None:
+        """Workflow tasks waiting for a worker on the engine's task queue (the server's
+        estimate); None when the server cannot say (the time-skipping test server)."""
+        try:
+            described = await self.client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+                namespace=self.client.namespace, task_queue=TaskQueue(name=self.task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, report_stats=True))
+        except RPCError as err:
+            if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+                return None
+            raise
+        return int(described.stats.approximate_backlog_count) if described.HasField("stats") else None
+
     async def status(self, case_reference: str, rpc_timeout: timedelta | None = None) -> CertificateStatus:
         """The `status` query: the certificate's whole state. Raises NoWorker at once when no
         worker polls (a query would otherwise wait for one until it times out)."""

@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 
-from icr.client import CertificateClient
+from icr.client import CertificateClient, NoWorker
 from icr.db.store import Store, Upserted
 from icr.mail import check_address
 from icr.models import Caseworker, ExerciseResponse, Registration, Response, Role, User
@@ -53,6 +53,9 @@ CASEWORKER_COLUMNS = ("caseworker_id", "active")
 # Measured on the embedded default (benchmarks/): 32 keeps the dev server busy without
 # queueing; more only adds latency.
 CONCURRENCY = 32
+# Workflow tasks allowed to wait for a worker before an import holds its next starts: about
+# 15 s of work for one worker on two cores (BacklogGate).
+MAX_BACKLOG = 500
 
 FIRM_ID = re.compile(r"[0-9]{1,20}")
 OFFICE_CODE = re.compile(r"[A-Za-z0-9]{6}")
@@ -91,6 +94,8 @@ class ImportReport:
     workflows_signalled: int = 0
     # Certificates closed in the registry: counted as unchanged, neither rewritten nor started.
     closed: int = 0
+    # Seconds new starts were held back while the workers worked through a backlog.
+    held_seconds: float = 0.0
 
     @property
     def refused_rows(self) -> int:
@@ -109,6 +114,8 @@ class ImportReport:
                 text += f", {self.workflows_signalled} signalled"
             if self.closed:
                 text += f"; {_plural(self.closed, 'closed certificate')} left as they are"
+            if self.held_seconds >= 1:
+                text += f"; starts held back {self.held_seconds:.0f} s while the workers caught up"
         elif self.kind == EXERCISE_RESPONSES and self.workflows_signalled:
             text += f"; {_plural(self.workflows_signalled, 'workflow')} signalled"
         return text
@@ -409,6 +416,9 @@ async def _bounded(items: list[T], fn: Callable[[T], Awaitable[Any]], concurrenc
         for item in todo:  # one shared iterator: each item is taken by exactly one runner
             try:
                 await fn(item)
+            except NoWorker as e:  # nothing works through the starts: the rest waits for a re-run
+                failures.append(e)
+                break
             except Exception as e:  # every row is tried; an unexpected failure is raised after all
                 failures.append(e)
             done += 1
@@ -500,18 +510,59 @@ def _directory_check(store: Store) -> Callable[[list[tuple[_Check, _Certificate]
     return check_file
 
 
+class BacklogGate:
+    """Holds new starts while more than `limit` workflow tasks wait for a worker.
+
+    A start is cheap for the server and its first workflow task is not: unpaced, an import
+    of 200,000 runs hours ahead of the workers, and every live certificate's task (a
+    notification falling due, an event, a caseworker's decision) queues behind the whole
+    onboarding. Held at `limit`, a live task waits behind at most `limit` others."""
+
+    def __init__(self, backlog: Callable[[], Awaitable[int | None]], limit: int, *, task_queue: str,
+                 worker_polling: Callable[[], Awaitable[bool]], every: float = 1.0,
+                 patience: float = 60.0) -> None:
+        self.backlog, self.limit, self.every, self.patience = backlog, limit, every, patience
+        self.task_queue, self.worker_polling = task_queue, worker_polling
+        self.held_seconds = 0.0
+        self._checked = -float("inf")
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        """Returns once the backlog is at or below the limit. Raises NoWorker when it has been
+        held for `patience` seconds and no worker polls: a backlog nobody works through."""
+        if self.limit <= 0:
+            return
+        async with self._lock:  # one runner asks the server; the others wait for its answer
+            held_since = None
+            while time.monotonic() - self._checked >= self.every:
+                waiting = await self.backlog()
+                self._checked = time.monotonic()
+                if waiting is None or waiting <= self.limit:
+                    return
+                held_since = held_since or self._checked
+                if self._checked - held_since >= self.patience and not await self.worker_polling():
+                    raise NoWorker(self.task_queue)
+                await asyncio.sleep(self.every)
+                self.held_seconds += time.monotonic() - self._checked
+
+
 async def import_certificates(store: Store, certificates: CertificateClient, path: Path, *, actor: str,
-                              now: datetime, concurrency: int = CONCURRENCY,
+                              now: datetime, concurrency: int = CONCURRENCY, max_backlog: int = MAX_BACKLOG,
                               on_progress: ProgressListener | None = None) -> ImportReport:
     """Resumable: a re-run after an interruption finds the rows already written unchanged and
     their workflows already running (one cheap start refused by the server each), starts the
-    workflows the interruption missed, and duplicates nothing."""
+    workflows the interruption missed, and duplicates nothing. Paced: new starts wait while
+    more than `max_backlog` workflow tasks wait for a worker (0: unpaced)."""
+    gate = BacklogGate(certificates.backlog, max_backlog, task_queue=certificates.task_queue,
+                       worker_polling=certificates.worker_polling)
+
     async def write(c: _Certificate, report: ImportReport) -> Upserted:
         result = await store.upsert_certificate(c.case_reference, c.registration, c.last_activity_at,
                                                 c.poa_paid, c.poa_recouped, actor, now)
         if result.status == "closed":  # counted as unchanged: neither rewritten nor started
             report.closed += 1
             return Upserted("unchanged")
+        await gate.wait()
         if await certificates.start(c.case_reference, c.registration.provider_firm_id):
             report.workflows_started += 1  # it reads the registry itself on start
         elif result.status != "unchanged" and await certificates.registration_updated(c.case_reference):
@@ -520,7 +571,9 @@ async def import_certificates(store: Store, certificates: CertificateClient, pat
 
     kind = _Kind(CERTIFICATES, CERTIFICATE_COLUMNS, CERTIFICATE_OPTIONAL, "case_reference",
                  _certificate_row(now), write, check_file=_directory_check(store))
-    return await _import(kind, path, concurrency=concurrency, on_progress=on_progress)
+    report = await _import(kind, path, concurrency=concurrency, on_progress=on_progress)
+    report.held_seconds = gate.held_seconds
+    return report
 
 
 async def import_exercise_responses(store: Store, certificates: CertificateClient | None, path: Path, *,

@@ -14,11 +14,15 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from icr.client import CertificateClient, NoWorker
 from icr.db.store import Store
+from icr.importer import BacklogGate
 from icr.models import ActivityEvent, ReassignContactRequest
-from icr.synthetic import generate_registry
+from icr.synthetic import case_reference, generate_registry
 from tests.conftest import Engine, add_certificate, add_user, running_engine
 from tests.devserver import (
     ROOT,
@@ -92,7 +96,6 @@ async def test_an_import_killed_halfway_and_run_again_makes_each_certificate_exa
     assert await fetchval(engine_env.database_url, "SELECT count(*) FROM audit_log WHERE action = "
                           "'certificate_imported' AND case_reference LIKE '30006%'") == IMPORTED
     # One workflow run per certificate, none started twice (closed runs are counted too).
-    from temporalio.client import Client
     client = await Client.connect(engine_env.temporal_address)
     ids: list[str] = []
     for _ in range(100):
@@ -181,3 +184,80 @@ async def continues_as_new_losing_nothing(engine: Engine) -> None:
     assert s.provider_contact_login == final
     assert (await engine.store.certificate_row(engine.ref))["provider_contact_login"] == final
     assert await run_id(engine, handle) != first_run, "the run never continued as new"
+
+
+# --- an import paced by the workers' backlog -----------------------------------------------
+
+
+class FakeQueue:
+    """A task queue whose backlog is the next of `backlogs` at each look, with a worker or without."""
+
+    def __init__(self, backlogs: list[int | None], polling: bool = True) -> None:
+        self.backlogs, self.polling, self.looks = backlogs, polling, 0
+
+    async def backlog(self) -> int | None:
+        self.looks += 1
+        return self.backlogs[min(self.looks, len(self.backlogs)) - 1]
+
+    async def worker_polling(self) -> bool:
+        return self.polling
+
+
+def gate(queue: FakeQueue, limit: int, patience: float = 60.0) -> BacklogGate:
+    return BacklogGate(queue.backlog, limit, task_queue="q", worker_polling=queue.worker_polling, every=0.01,
+                       patience=patience)
+
+
+async def test_starts_are_held_while_the_backlog_is_over_the_limit_and_go_once_it_is_not() -> None:
+    queue = FakeQueue([900, 700, 501, 500, 900])
+    held = gate(queue, 500)
+    await held.wait()
+    assert queue.looks == 4 and held.held_seconds > 0  # 900, 700, 501 held; 500 is at the limit
+    await held.wait()  # within the interval: no second look
+    assert queue.looks == 4
+
+
+async def test_a_server_that_cannot_say_and_a_limit_of_zero_never_hold() -> None:
+    unknown = FakeQueue([None])
+    await gate(unknown, 10).wait()
+    assert unknown.looks == 1
+    off = FakeQueue([10_000])
+    await gate(off, 0).wait()
+    assert off.looks == 0
+
+
+async def test_a_backlog_with_a_worker_is_waited_out_and_one_without_is_refused_clearly() -> None:
+    slow = FakeQueue([900] * 30 + [0], polling=True)
+    await gate(slow, 500, patience=0.05).wait()
+    assert slow.looks == 31
+    nobody = gate(FakeQueue([900], polling=False), 500, patience=0.05)
+    with pytest.raises(NoWorker, match="'q'.*\\./run worker"):
+        await nobody.wait()
+
+
+async def test_the_server_reports_the_backlog_the_import_is_paced_by(engine_env: EngineEnv) -> None:  # noqa: F811
+    """On the real server: starts into a queue no worker polls build a backlog that the gate
+    sees, holds for, and refuses once it knows no worker will work through it."""
+    client = await Client.connect(engine_env.temporal_address, data_converter=pydantic_data_converter)
+    idle = CertificateClient(client, "icr-scale-no-worker")
+    refs = [case_reference(n, 8) for n in range(12)]
+    for ref in refs:
+        assert await idle.start(ref)
+    try:
+        backlog: int | None = 0
+        for _ in range(100):  # the server's estimate follows the starts within moments
+            backlog = await idle.backlog()
+            if backlog is not None and backlog >= len(refs):
+                break
+            await asyncio.sleep(0.1)
+        assert backlog == len(refs)
+        held = BacklogGate(idle.backlog, 5, task_queue=idle.task_queue, worker_polling=idle.worker_polling,
+                           every=0.1, patience=0.3)
+        with pytest.raises(NoWorker, match="icr-scale-no-worker"):
+            await held.wait()
+        assert held.held_seconds > 0
+        await BacklogGate(idle.backlog, len(refs), task_queue=idle.task_queue,
+                          worker_polling=idle.worker_polling).wait()  # at the limit: goes at once
+    finally:
+        for ref in refs:
+            await idle.handle(ref).terminate("test over")
