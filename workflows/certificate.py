@@ -87,7 +87,7 @@ DEFAULT_HISTORY_LIMIT = 500
 # are dropped and audited. Events are recorded in batches of at most EVENTS_PER_STEP.
 MAX_PENDING_EVENTS = 1_000
 MAX_PENDING_DECISIONS = 100
-EVENTS_PER_STEP = 100
+EVENTS_PER_STEP = 500
 
 
 def _refusal(refused: rules.Refused) -> ApplicationError:
@@ -218,7 +218,10 @@ class CertificateWorkflow:
                        f"while the queue was full ({MAX_PENDING_EVENTS} events, {MAX_PENDING_DECISIONS} "
                        "decisions)",
                 detail={"events": str(dropped_events), "decisions": str(dropped_decisions)}, now=workflow.now()))
-        while self._events:
+        # A flood of events is taken in batches, continuing as new between them once the run
+        # is long (the rest is carried): draining it all in one run would replay an ever longer
+        # history on every task, fall behind, and overflow the queue.
+        while self._events and not self._should_continue_as_new():
             batch, self._events = self._events[:EVENTS_PER_STEP], self._events[EVENTS_PER_STEP:]
             await self._record_events(batch)
         while self._decisions and self._state.closed_at is None:
