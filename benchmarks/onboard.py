@@ -81,8 +81,8 @@ async def sampler(bench: Bench, workers: list[int], out: Path, every: float, sto
                   "server_cpu_s": round(cpu_seconds(bench.temporal_pid), 1), "loadavg": loadavg()}
         with out.open("a") as f:
             f.write(json.dumps(sample) + "\n")
-        await bench.say(f"{sample['open']} open, {done} onboarded, {sample['per_s']}/s; worker RSS {sample['worker_rss_mb']} MB, "
-                        f"server RSS {sample['server_rss_mb']} MB")
+        await bench.say(f"{sample['open']} open, {done} onboarded, {sample['per_s']}/s; "
+                        f"worker RSS {sample['worker_rss_mb']} MB, server RSS {sample['server_rss_mb']} MB")
         last_done, last_t = done, t
 
 
