@@ -19,7 +19,6 @@ import platform
 import resource
 import shutil
 import socket
-import statistics
 import sys
 import tempfile
 import time

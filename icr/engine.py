@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from dataclasses import dataclass
 from datetime import timedelta
 
