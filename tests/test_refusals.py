@@ -28,9 +28,11 @@ from tests.test_lifecycle import (
 from workflows.certificate import CertificateWorkflow
 
 
-async def refused(handle: WorkflowHandle, request: RespondRequest) -> ApplicationError:
+async def refused(handle: WorkflowHandle, request: RespondRequest | LaaDecisionRequest) -> ApplicationError:
+    """The refusal a `respond` (or, for a decision, `decide`) update comes back with."""
+    update = CertificateWorkflow.decide if isinstance(request, LaaDecisionRequest) else CertificateWorkflow.respond
     with pytest.raises(WorkflowUpdateFailedError) as caught:
-        await handle.execute_update(CertificateWorkflow.respond, request)
+        await handle.execute_update(update, request)
     cause = caught.value.cause
     assert isinstance(cause, ApplicationError)
     return cause
@@ -155,25 +157,17 @@ async def test_malformed_payloads_never_fail_a_workflow_task(engine: Engine) -> 
     assert actions.count("decision_refused") == 2
 
 
-async def decide_refused(handle: WorkflowHandle, request: LaaDecisionRequest) -> ApplicationError:
-    with pytest.raises(WorkflowUpdateFailedError) as caught:
-        await handle.execute_update(CertificateWorkflow.decide, request)
-    cause = caught.value.cause
-    assert isinstance(cause, ApplicationError)
-    return cause
-
-
 async def test_decide_update_answers_a_refusal_with_its_reason_and_changes_nothing(engine: Engine) -> None:
     handle = await due_certificate(engine)
     keep_open = LaaDecisionRequest(caseworker="LAA-CW-1", decision="keep_open", reason="bill expected")
-    nothing = await decide_refused(handle, keep_open)
+    nothing = await refused(handle, keep_open)
     assert nothing.type == "no_open_task" and "has no open LAA task to decide" in nothing.message
     await respond(handle, "complete_to_be_billed")
     before = await status(handle)
     assert before.stage == "LaaReview" and before.open_task is not None
-    maybe = await decide_refused(handle, LaaDecisionRequest(caseworker="LAA-CW-1", decision="maybe"))
+    maybe = await refused(handle, LaaDecisionRequest(caseworker="LAA-CW-1", decision="maybe"))
     assert maybe.type == "unknown_decision" and "'maybe' is not a decision; use one of: close, keep_open" in maybe.message
-    nobody = await decide_refused(handle, LaaDecisionRequest(caseworker=" ", decision="close"))
+    nobody = await refused(handle, LaaDecisionRequest(caseworker=" ", decision="close"))
     assert nobody.type == "missing_caseworker"
     assert await status(handle) == before
     assert [t["is_open"] for t in await engine.store.tasks_of(engine.ref)] == [True]
@@ -183,5 +177,5 @@ async def test_decide_update_answers_a_refusal_with_its_reason_and_changes_nothi
     tasks = await engine.store.tasks_of(engine.ref)
     assert [(t["decision"], t["decided_by"], t["decision_reason"]) for t in tasks] == [
         ("keep_open", "LAA-CW-1", "bill expected")]
-    again = await decide_refused(handle, keep_open)  # the task is decided: a second click is refused
+    again = await refused(handle, keep_open)  # the task is decided: a second click is refused
     assert again.type == "no_open_task"
