@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, DescribeTaskQueueResponse
 from temporalio.client import (
     Client,
     WorkflowHandle,
@@ -251,29 +251,31 @@ class CertificateClient:
         """Whether a worker has polled the task queue for workflow tasks lately. A live worker
         polls again at least every minute; the server remembers a stopped one for minutes.
         True when the server will not say (then the query itself finds out)."""
-        try:
-            described = await self.client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-                namespace=self.client.namespace, task_queue=TaskQueue(name=self.task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
-        except RPCError as err:
-            if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
-                return True
-            raise
+        described = await self._describe_task_queue(report_stats=False)
+        if described is None:
+            return True
         since = datetime.now(timezone.utc) - within
         return any(p.last_access_time.ToDatetime(timezone.utc) >= since for p in described.pollers)
 
     async def backlog(self) -> int | None:
         """Workflow tasks waiting for a worker on the engine's task queue (the server's
         estimate); None when the server cannot say (the time-skipping test server)."""
+        described = await self._describe_task_queue(report_stats=True)
+        if described is None or not described.HasField("stats"):
+            return None
+        return int(described.stats.approximate_backlog_count)
+
+    async def _describe_task_queue(self, *, report_stats: bool) -> DescribeTaskQueueResponse | None:
+        """The engine's workflow task queue as the server sees it; None when the server will
+        not say (no permission, or not implemented, as on the time-skipping test server)."""
         try:
-            described = await self.client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+            return await self.client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
                 namespace=self.client.namespace, task_queue=TaskQueue(name=self.task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, report_stats=True))
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, report_stats=report_stats))
         except RPCError as err:
             if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
                 return None
             raise
-        return int(described.stats.approximate_backlog_count) if described.HasField("stats") else None
 
     async def status(self, case_reference: str, rpc_timeout: timedelta | None = None) -> CertificateStatus:
         """The `status` query: the certificate's whole state. Raises NoWorker at once when no
