@@ -41,7 +41,7 @@ from icr.client import CertificateClient, NoWorker  # noqa: E402
 from icr.engine import connect_temporal  # noqa: E402
 from icr.keyring import payload_keys  # noqa: E402
 from icr.models import ActivityEvent  # noqa: E402
-from icr.servers import services  # noqa: E402
+from icr.servers import Services, services  # noqa: E402
 from icr.search_attributes import INACTIVITY_DEADLINE  # noqa: E402
 from icr.settings import Settings  # noqa: E402
 from icr.synthetic import case_reference, generate_registry  # noqa: E402
@@ -79,6 +79,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def engine_env(svc: Services, data: Path, log_level: str) -> dict[str, str]:
+    """The environment of the engine's processes (workers, the command line) on these
+    servers and this data directory's payload keys, none of the caller's own settings."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "ICR_"))},
+            "TEMPORAL_ADDRESS": svc.temporal_address, "DATABASE_URL": svc.database_url,
+            "ICR_DATA_DIR": str(data), "ICR_PAYLOAD_KEYS": (data / "payload-keys").read_text().strip(),
+            "ICR_LOG_FORMAT": "json", "ICR_LOG_LEVEL": log_level, "PYTHONUNBUFFERED": "1"}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -525,11 +534,8 @@ async def run(args: argparse.Namespace) -> Path:
         bench.address, bench.database_url = svc.temporal_address, svc.database_url
         keys = payload_keys(settings, embedded=True)
         assert keys is not None  # the engine as shipped: encryption on
-        bench.env = {**{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "ICR_"))},
-                     "TEMPORAL_ADDRESS": svc.temporal_address, "DATABASE_URL": svc.database_url,
-                     "ICR_DATA_DIR": str(data), "ICR_PAYLOAD_KEYS": (data / "payload-keys").read_text().strip(),
-                     "ICR_LOG_FORMAT": "json", "ICR_LOG_LEVEL": "warning", "ICR_METRICS_PORT": str(free_port()),
-                     "PYTHONUNBUFFERED": "1"}
+        bench.env = engine_env(svc, data, log_level="warning")
+        bench.env["ICR_METRICS_PORT"] = str(free_port())
         if args.cached_workflows:
             bench.env["ICR_MAX_CACHED_WORKFLOWS"] = str(args.cached_workflows)
             settings.max_cached_workflows = args.cached_workflows

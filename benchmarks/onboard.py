@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench import QUICK, Bench, cpu_seconds, free_port, loadavg, rss_mb  # noqa: E402
+from benchmarks.bench import QUICK, Bench, cpu_seconds, engine_env, free_port, loadavg, rss_mb  # noqa: E402
 from icr.engine import connect_temporal  # noqa: E402
 from icr.keyring import payload_keys  # noqa: E402
 from icr.servers import services  # noqa: E402
@@ -105,10 +105,7 @@ async def run(args: argparse.Namespace) -> int:
     async with services(settings) as svc:
         keys = payload_keys(settings, embedded=True)
         assert keys is not None  # the engine as shipped: encryption on
-        bench.env = {**{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "ICR_"))},
-                     "TEMPORAL_ADDRESS": svc.temporal_address, "DATABASE_URL": svc.database_url,
-                     "ICR_DATA_DIR": str(data), "ICR_PAYLOAD_KEYS": (data / "payload-keys").read_text().strip(),
-                     "ICR_LOG_FORMAT": "json", "ICR_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1"}
+        bench.env = engine_env(svc, data, log_level="info")
         bench.temporal_pid = int((data / "temporal.pid").read_text())
         bench.client = await connect_temporal(settings, svc.temporal_address)
         workers = []
