@@ -406,6 +406,49 @@ class Bench:
                        f"history now {desc.history_length} events, ledger {ledger}, deadline right: {right}; "
                        f"worker CPU per event one at a time: {replay}")
 
+    async def flood(self) -> None:
+        """A source sending one certificate far more events at once than its queue holds
+        (MAX_PENDING_EVENTS): every event must end in the ledger or be counted in a
+        `messages_dropped` audit row, none unaccounted for."""
+        n = self.sizes.long_events
+        assert self.client is not None
+        ref = case_reference(0, 0)
+        await self.import_set("flood", 1, 0)
+        certificates = CertificateClient(self.client, self.settings.task_queue)
+        base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=n + 60)
+
+        async def send(i: int) -> None:
+            await certificates.record_activity(ref, ActivityEvent(
+                event_id=f"bench-flood-{i}", kind="amendment", occurred_at=base + timedelta(seconds=i)))
+        t0 = time.monotonic()
+        await self.bounded(list(range(n)), send)
+        sent_s = time.monotonic() - t0
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            # Until every event is accounted for, or nothing has moved for 30 s (then it never will).
+            seen, still_since = (-1, -1), time.monotonic()
+            while time.monotonic() - still_since < 30:
+                ledger = await conn.fetchval("SELECT count(*) FROM activity_ledger WHERE case_reference = $1", ref)
+                dropped = await conn.fetchval(
+                    "SELECT coalesce(sum((detail->>'events')::int), 0) FROM audit_log "
+                    "WHERE case_reference = $1 AND action = 'messages_dropped'", ref)
+                if ledger + dropped >= n:
+                    break
+                if (ledger, dropped) != seen:
+                    seen, still_since = (ledger, dropped), time.monotonic()
+                await asyncio.sleep(0.5)
+        finally:
+            await conn.close()
+        seconds = time.monotonic() - t0
+        runs = 0
+        async for _ in self.client.list_workflows(f"WorkflowId = 'certificate-{ref}'"):
+            runs += 1
+        self.results["flood"] = {
+            "events": n, "sent_seconds": round(sent_s, 1), "seconds": round(seconds, 1), "ledger_rows": ledger,
+            "dropped_audited": dropped, "all_accounted_for": ledger + dropped == n, "runs": runs}
+        await self.say(f"flood: {n} events sent at once in {sent_s:.1f} s; after {seconds:.0f} s {ledger} in the "
+                       f"ledger, {dropped} dropped and audited, accounted for: {ledger + dropped == n}; {runs} runs")
+
     async def one_at_a_time(self, ref: str, certificates: CertificateClient, tag: str,
                             n: int = 20) -> dict[str, Any]:
         """Worker CPU per event, each sent once the last is applied (seen in the search
@@ -572,6 +615,8 @@ async def run(args: argparse.Namespace) -> Path:
                 await bench.ingest()
             if "long" in only:
                 await bench.long_lived()
+            if "flood" in only:
+                await bench.flood()
             if "burst" in only:
                 bench.floor_now = await bench.floors("burst")
                 await bench.burst_and_spread()
@@ -636,6 +681,10 @@ def print_table(r: dict[str, Any]) -> None:
         lv = r["long_lived"]
         line(f"one certificate, {lv['events']} events", f"{lv['runs']} runs, history {lv['history_length_now']}",
              "bounded, deadline right", lv["deadline_right"] and lv["history_length_now"] <= 10_000)
+    if "flood" in r:
+        fl = r["flood"]
+        line(f"flood: {fl['events']} events at once", f"{fl['ledger_rows']} applied, {fl['dropped_audited']} dropped",
+             "every one applied or audited", fl["all_accounted_for"])
     for name in ("profile_onboarding", "profile_one_event"):
         if name in r:
             print(f"  {name}: {r[name]}")
@@ -655,7 +704,8 @@ def main() -> None:
     parser.add_argument("--cached-workflows", type=int, help="the worker's ICR_MAX_CACHED_WORKFLOWS "
                         "(default: the engine's)")
     parser.add_argument("--only", help="phases to run after the floors, comma-separated: "
-                        "onboarding,ingest,long,burst,memory (default: all)")
+                        "onboarding,ingest,long,burst,memory (default: all of these), "
+                        "and flood (only when named)")
     args = parser.parse_args()
     asyncio.run(run(args))
     sys.stdout.flush()

