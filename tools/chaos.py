@@ -338,6 +338,8 @@ class Report:
     longest_history_before_outage: int = 0
     longest_history: int = 0
     worker_restarts: int = 0
+    # The whole history (JSON) of each run whose workflow task failed, for the replayer.
+    failed_histories: dict[str, str] = field(default_factory=dict)
 
     def failed(self) -> bool:
         return bool(self.lost or self.events_not_applied or self.duplicate_notifications or self.duplicate_tasks
@@ -393,6 +395,7 @@ async def measure(client: Client, certificates: CertificateClient, store: Store,
                         report.task_failures += 1
                         report.failures.append(f"{cert.ref} event {e.event_id}: "
                                                f"{e.workflow_task_failed_event_attributes.failure.message[:300]}")
+                        report.failed_histories[f"{cert.ref}-{history.run_id}"] = history.to_json()
                 report.task_timeouts += kinds[EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT]
                 report.longest_history = max(report.longest_history, len(history.events))
     finally:
@@ -517,6 +520,11 @@ async def chaos(args: argparse.Namespace) -> Report:
             store = Store(pool)
             await measure(client, certificates, store, database_url, certs, report)
             report.worker_restarts = workers.restarts
+            if args.keep and report.failed_histories:
+                (folder / "failed-histories").mkdir()
+                for name, text in report.failed_histories.items():
+                    (folder / "failed-histories" / f"{name}.json").write_text(text)
+                print(f"chaos: the histories of failed runs are in {folder / 'failed-histories'}", flush=True)
             await pool.close()
             workers.stop_all()
     finally:
@@ -563,7 +571,8 @@ def main() -> int:
                         help="seconds a certificate may take to reach its end (default 900)")
     parser.add_argument("--cached-workflows", type=int, default=Settings().max_cached_workflows,
                         help="ICR_MAX_CACHED_WORKFLOWS for the workers (default: the engine's)")
-    parser.add_argument("--keep", action="store_true", help="keep the servers' data and the workers' logs")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the servers' data, the workers' logs and the histories of failed runs")
     args = parser.parse_args()
     report = asyncio.run(chaos(args))
     print_report(report)
