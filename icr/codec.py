@@ -33,6 +33,8 @@ from temporalio.converter import (
 )
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from workflows.clock import StaleClockError
+
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 _NONCE_BYTES = 12
@@ -130,10 +132,16 @@ class EncryptionCodec(PayloadCodec):
 class _RefusalsWithoutStack:
     """A rule's refusal (a benign ApplicationError) is an answer, not a fault: it reaches the
     caller (the Web UI's Send an Update, the command line) as its message alone, without the
-    worker's Python stack."""
+    worker's Python stack. So does a stale clock's (workflows/clock.py), never encoded."""
 
     def to_failure(self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure) -> None:
         super().to_failure(exception, payload_converter, failure)  # type: ignore[misc]
+        if isinstance(exception, StaleClockError):
+            # Times and event numbers only, left readable so that a caller whose query met
+            # one knows to ask again (docs/contract.md, status).
+            failure.ClearField("encoded_attributes")
+            failure.message, failure.stack_trace = str(exception), ""
+            return
         if not (isinstance(exception, ApplicationError) and exception.category == ApplicationErrorCategory.BENIGN):
             return
         failure.stack_trace = ""

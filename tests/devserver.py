@@ -155,16 +155,17 @@ class EngineEnv:
 class WorkerProcess:
     """`python worker.py` as a subprocess, its output in a log file."""
 
-    def __init__(self, engine: EngineEnv, log_path: Path) -> None:
+    def __init__(self, engine: EngineEnv, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.engine = engine
         self.log_path = log_path
+        self.env = env or {}  # settings of this worker's own, over the engine's
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         log = open(self.log_path, "wb")
         try:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "worker.py", cwd=ROOT, env=self.engine.environ(),
+                sys.executable, "worker.py", cwd=ROOT, env={**self.engine.environ(), **self.env},
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT)
         finally:
             log.close()

@@ -45,10 +45,10 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause  # noqa: E402
 from temporalio.client import Client, WorkflowExecutionStatus  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 
 from icr import consistency  # noqa: E402
 from icr.client import CertificateClient, CertificateClosed, MessageRefused  # noqa: E402
+from icr.codec import EncryptionCodec, PayloadKeys, data_converter  # noqa: E402
 from icr.db.migrate import migrate  # noqa: E402
 from icr.db.store import Store  # noqa: E402
 from icr.models import (  # noqa: E402
@@ -447,7 +447,9 @@ async def chaos(args: argparse.Namespace) -> Report:
         await admin.close()
         database_url = pg.url("icr")
         async with temporal_dev_server(settings) as (address, _ui):
-            client = await Client.connect(address, data_converter=pydantic_data_converter)
+            # The engine as shipped: payloads encrypted, with a key made for this run.
+            keys = PayloadKeys.generate("chaos1")
+            client = await Client.connect(address, data_converter=data_converter(EncryptionCodec(keys)))
             pool = await asyncpg.create_pool(database_url, min_size=1, max_size=5)
             async with pool.acquire() as conn:
                 await migrate(conn)
@@ -458,7 +460,8 @@ async def chaos(args: argparse.Namespace) -> Report:
                        if not k.startswith(("TEMPORAL_", "ICR_")) and k != "DATABASE_URL"}
             environ.update(TEMPORAL_ADDRESS=address, DATABASE_URL=database_url, ICR_TASK_QUEUE=task_queue,
                            ICR_DATA_DIR=str(folder / "worker"), ICR_LOG_LEVEL="warning", PYTHONUNBUFFERED="1",
-                           ICR_DB_POOL_SIZE="10", ICR_MAX_CACHED_WORKFLOWS=str(args.cached_workflows))
+                           ICR_DB_POOL_SIZE="10", ICR_MAX_CACHED_WORKFLOWS=str(args.cached_workflows),
+                           ICR_PAYLOAD_KEYS=keys.format())
             (folder / "logs").mkdir()
             workers = Workers(args.workers, environ, folder / "logs")
             workers.start_all()
@@ -524,6 +527,8 @@ async def chaos(args: argparse.Namespace) -> Report:
                 (folder / "failed-histories").mkdir()
                 for name, text in report.failed_histories.items():
                     (folder / "failed-histories" / f"{name}.json").write_text(text)
+                # Their payloads are encrypted: the replayer needs this run's key.
+                (folder / "failed-histories" / "payload-keys").write_text(keys.format())
                 print(f"chaos: the histories of failed runs are in {folder / 'failed-histories'}", flush=True)
             await pool.close()
             workers.stop_all()

@@ -8,7 +8,7 @@ until the next deadline or message. Decisions live in the rules, SQL in the acti
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         User,
     )
     from icr.search_attributes import SEARCH_ATTRIBUTES
+    from workflows.clock import TaskClock
 
 # Every step is a regular activity, none local, by what each guarantees:
 # - A local activity runs inside the workflow task. If the worker dies before that task
@@ -137,6 +138,7 @@ class CertificateWorkflow:
         self._changed = False
         self._lock = asyncio.Lock()
         self._upserted: dict[str, Any] = {}
+        self._clock = TaskClock()
 
     @staticmethod
     def _carried(input: CertificateInput, case_reference: str) -> CarriedState | None:
@@ -179,7 +181,7 @@ class CertificateWorkflow:
                 await self._handle_messages()
                 if self._state.closed_at is not None:
                     break
-                step = rules.next_step(self._state, workflow.now())
+                step = rules.next_step(self._state, self._now())
                 if isinstance(step, rules.Transition):
                     await self._apply(step)
                     continue
@@ -189,7 +191,7 @@ class CertificateWorkflow:
             if self._should_continue_as_new():
                 await self._continue_as_new()
             self._changed = False
-            timeout = None if step.until is None else max(step.until - workflow.now(), timedelta(0))
+            timeout = None if step.until is None else max(step.until - self._now(), timedelta(0))
             summary = None if step.until is None else rules.wait_summary(self._state, step.until)
             try:
                 await workflow.wait_condition(self._has_work, timeout=timeout, timeout_summary=summary)
@@ -197,6 +199,12 @@ class CertificateWorkflow:
                 pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         return rules.status_of(self._state)
+
+    def _now(self) -> datetime:
+        """This workflow task's time; every decision reads it here (see workflows/clock.py).
+        Update validators read workflow.now() itself: they only run in a task of their own."""
+        return self._clock.read(workflow.now(), workflow.info().get_current_history_length(),
+                                workflow.unsafe.is_replaying())
 
     def _has_work(self) -> bool:
         return bool(self._events or self._decisions or self._closes or self._reload or self._changed
@@ -206,9 +214,9 @@ class CertificateWorkflow:
         if self._reload:
             self._reload = False
             snapshot = await self._step("load_certificate", LoadCertificateInput(
-                case_reference=self._state.case_reference, at=workflow.now()), CertificateSnapshot,
+                case_reference=self._state.case_reference, at=self._now()), CertificateSnapshot,
                 "read the registry")
-            await self._apply(rules.load(self._state, snapshot, workflow.now()))
+            await self._apply(rules.load(self._state, snapshot, self._now()))
         if self._dropped_events or self._dropped_decisions:
             dropped_events, dropped_decisions = self._dropped_events, self._dropped_decisions
             self._dropped_events = self._dropped_decisions = 0
@@ -217,7 +225,7 @@ class CertificateWorkflow:
                 reason=f"{dropped_events} activity event(s) and {dropped_decisions} decision(s) arrived "
                        f"while the queue was full ({MAX_PENDING_EVENTS} events, {MAX_PENDING_DECISIONS} "
                        "decisions)",
-                detail={"events": str(dropped_events), "decisions": str(dropped_decisions)}, now=workflow.now()))
+                detail={"events": str(dropped_events), "decisions": str(dropped_decisions)}, now=self._now()))
         # A flood of events is taken in batches, continuing as new between them once the run
         # is long (the rest is carried): draining it all in one run would replay an ever longer
         # history on every task, fall behind, and overflow the queue.
@@ -229,10 +237,10 @@ class CertificateWorkflow:
         while self._closes and self._state.closed_at is None:
             request = self._closes.pop(0)
             try:
-                transition = rules.apply_close(self._state, request, workflow.now())
+                transition = rules.apply_close(self._state, request, self._now())
             except rules.Refused as refused:
                 workflow.logger.warning("close refused: %s", refused.code)  # the audit log has the why
-                await self._apply(rules.refuse_close(self._state, request, refused, workflow.now()))
+                await self._apply(rules.refuse_close(self._state, request, refused, self._now()))
                 continue
             await self._apply_message(transition, action="close_refused", actor="close_certificate",
                                       detail={"close_reason": request.reason})
@@ -247,17 +255,17 @@ class CertificateWorkflow:
                 "check the caseworker directory")
             decided_by = rules.authorize_decision(request, found.caseworker)
             transition = rules.apply_decision(self._state, request.model_copy(update={"caseworker": decided_by}),
-                                              workflow.now())
+                                              self._now())
         except rules.Refused as refused:
             workflow.logger.warning("decision refused: %s", refused.code)  # the audit log has the why
-            await self._apply(rules.refuse_decision(self._state, request, refused, workflow.now()))
+            await self._apply(rules.refuse_decision(self._state, request, refused, self._now()))
             return refused
         failed = await self._apply_message(transition, action="decision_refused", actor=request.caseworker,
                                            detail={"decision": request.decision})
         return None if failed is None else rules.Refused(INVALID_DATA, failed)
 
     async def _record_events(self, events: list[ActivityEvent]) -> None:
-        now = workflow.now()
+        now = self._now()
         accepted, refusals = rules.screen_events(self._state, events, now)
         for refusal in refusals:
             workflow.logger.warning("activity event refused (the audit log has the reason)")
@@ -304,7 +312,7 @@ class CertificateWorkflow:
                 raise
         workflow.logger.warning("%s (the audit log has the reason)", action)
         await self._apply(rules.refuse_message(self._state, action=action, actor=actor, reason=reason,
-                                               detail=detail, now=workflow.now()))
+                                               detail=detail, now=self._now()))
         return reason
 
     async def _run_effect(self, effect: Effect) -> Any:
@@ -389,14 +397,14 @@ class CertificateWorkflow:
         users = await self._users([request.user_login_id])
         async with self._lock:
             try:
-                response = rules.check_response(self._state, request, workflow.now())
+                response = rules.check_response(self._state, request, self._now())
                 rules.authorize_response(self._state, users.get(request.user_login_id), request.user_login_id)
             except rules.Refused as refused:
                 raise _refusal(refused) from None
             assert self._state.notification is not None
             notification_id = self._state.notification.notification_id
             failed = await self._apply_message(
-                rules.apply_response(self._state, request, workflow.now()), action="response_refused",
+                rules.apply_response(self._state, request, self._now()), action="response_refused",
                 actor=request.user_login_id, detail={"response": request.response})
             if failed is not None:
                 raise ApplicationError(failed, type=INVALID_DATA, non_retryable=True)
@@ -441,7 +449,7 @@ class CertificateWorkflow:
             except rules.Refused as refused:
                 raise _refusal(refused) from None
             failed = await self._apply_message(
-                rules.apply_reassign(self._state, request, workflow.now()), action="reassignment_refused",
+                rules.apply_reassign(self._state, request, self._now()), action="reassignment_refused",
                 actor=request.user_login_id, detail={"new_contact_login_id": request.new_contact_login_id})
             if failed is not None:
                 raise ApplicationError(failed, type=INVALID_DATA, non_retryable=True)
