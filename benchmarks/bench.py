@@ -579,7 +579,7 @@ async def run(args: argparse.Namespace) -> Path:
         assert keys is not None  # the engine as shipped: encryption on
         bench.env = engine_env(svc, data, log_level="warning")
         bench.env["ICR_METRICS_PORT"] = str(free_port())
-        if args.cached_workflows:
+        if args.cached_workflows is not None:
             bench.env["ICR_MAX_CACHED_WORKFLOWS"] = str(args.cached_workflows)
             settings.max_cached_workflows = args.cached_workflows
         bench.temporal_pid = int((data / "temporal.pid").read_text())

@@ -67,13 +67,12 @@ class Settings(BaseSettings):
     codec_token: SecretStr | None = Field(default=None, validation_alias="ICR_CODEC_TOKEN")
     # The Web UI's origin(s), comma-separated; unset: the embedded UI's.
     codec_cors_origins: str | None = Field(default=None, validation_alias="ICR_CODEC_CORS_ORIGINS")
-    # Workflows kept in a worker's memory between their tasks (the SDK's sticky cache). Off:
-    # with it on, tools/chaos.py (workers killed at random, queries meanwhile) saw a worker run
-    # a certificate's new workflow task with the previous task's clock (2 and 3 certificates
-    # of 210 in two runs), whose replays then fail for good; with it off, none. Without the
-    # cache every workflow task replays the certificate's history, which continue-as-new keeps
-    # short.
-    max_cached_workflows: int = Field(default=0, validation_alias="ICR_MAX_CACHED_WORKFLOWS")
+    # Workflows kept in a worker's memory between their tasks (the SDK's sticky cache): a
+    # cached certificate's task runs only its new events instead of replaying its history.
+    # Safe since the workflow refuses a stale clock (workflows/clock.py: the race that made
+    # chaos runs with a cache leave histories that no longer replayed). 500 keeps a worker
+    # well under 300 MB; 0 turns the cache off (every task replays the run's history).
+    max_cached_workflows: int = Field(default=500, validation_alias="ICR_MAX_CACHED_WORKFLOWS")
     log_format: str = Field(default="console", validation_alias="ICR_LOG_FORMAT")  # or "json"
     log_level: str = Field(default="info", validation_alias="ICR_LOG_LEVEL")
 

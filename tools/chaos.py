@@ -13,8 +13,12 @@ seconds. At the end it prints, and exits 1 unless every loss, duplicate, disagre
 failure is 0:
 
     kills, certificates lost, events not applied, duplicate notification / task / recoupment
-    rows, wrong recoupment amounts, workflow task failures, disagreements (starter.py check),
-    and the longest history reached during the database outage.
+    rows, wrong recoupment amounts, workflow task failures, histories the current code does
+    not replay (every run of every certificate, through the replayer), disagreements
+    (starter.py check), and the longest history reached during the database outage.
+
+With --keep, the histories of runs that failed a task or do not replay are saved (with the
+run's payload key) for `temporalio.worker.Replayer`.
 
 Not part of the test suite: it takes minutes (about 10 to 15 on two cores).
 """
@@ -45,6 +49,8 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause  # noqa: E402
 from temporalio.client import Client, WorkflowExecutionStatus  # noqa: E402
+from temporalio.worker import Replayer  # noqa: E402
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions  # noqa: E402
 
 from icr import consistency  # noqa: E402
 from icr.client import CertificateClient, CertificateClosed, MessageRefused  # noqa: E402
@@ -53,6 +59,7 @@ from icr.db.migrate import migrate  # noqa: E402
 from icr.db.store import Store  # noqa: E402
 from icr.models import (  # noqa: E402
     ActivityEvent,
+    Caseworker,
     CertificateStatus,
     CloseCertificateRequest,
     LaaDecisionRequest,
@@ -63,9 +70,11 @@ from icr.models import (  # noqa: E402
 from icr.rules import workflow_id_for  # noqa: E402
 from icr.servers import temporal_dev_server  # noqa: E402
 from icr.settings import Settings  # noqa: E402
+from workflows.certificate import CertificateWorkflow  # noqa: E402
 
 FIRM = "26517"
 CONTACT = "CHAOS-CONTACT"
+CASEWORKER = "LAA-CHAOS"  # in the caseworker directory: only its decisions count
 POA_PAID, POA_RECOUPED = Decimal("1000.00"), Decimal("250.00")
 OUTSTANDING = "750.00"
 # What each certificate goes through, and how it must end.
@@ -206,7 +215,7 @@ class Driver:
 
     async def decide(self, ref: str, task_id: str) -> None:
         try:
-            await self.certificates.decide(ref, LaaDecisionRequest(caseworker="LAA-CHAOS", decision="close",
+            await self.certificates.decide(ref, LaaDecisionRequest(caseworker=CASEWORKER, decision="close",
                                                                    reason=f"chaos close of {task_id}"))
         except Exception:
             pass
@@ -338,18 +347,25 @@ class Report:
     longest_history_before_outage: int = 0
     longest_history: int = 0
     worker_restarts: int = 0
-    # The whole history (JSON) of each run whose workflow task failed, for the replayer.
+    # Runs whose history the current code does not replay (a decision that depended on
+    # something outside the history), and the whole history (JSON) of each run that failed
+    # a workflow task or does not replay.
+    replay_failures: list[str] = field(default_factory=list)
     failed_histories: dict[str, str] = field(default_factory=dict)
 
     def failed(self) -> bool:
         return bool(self.lost or self.events_not_applied or self.duplicate_notifications or self.duplicate_tasks
                     or self.duplicate_recoupments or self.wrong_recoupments or self.task_failures
-                    or self.disagreements)
+                    or self.replay_failures or self.disagreements)
 
 
 async def measure(client: Client, certificates: CertificateClient, store: Store, database_url: str,
                   certs: list[Certificate], report: Report) -> None:
     conn = await asyncpg.connect(database_url)
+    # The worker's own sandbox settings (icr.engine.build_worker).
+    replayer = Replayer(workflows=[CertificateWorkflow], data_converter=client.data_converter,
+                        workflow_runner=SandboxedWorkflowRunner(
+                            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")))
     try:
         for cert in certs:
             handle = client.get_workflow_handle(workflow_id_for(cert.ref))
@@ -381,6 +397,11 @@ async def measure(client: Client, certificates: CertificateClient, store: Store,
             report.events_not_applied += sum(
                 1 for r in ledger if s.last_activity_at is None or r["occurred_at"] > s.last_activity_at)
             for history in await runs_of(client, cert.ref):
+                replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+                if replayed.replay_failure is not None:
+                    report.replay_failures.append(f"{cert.ref} run {history.run_id}: "
+                                                  f"{str(replayed.replay_failure)[:300]}")
+                    report.failed_histories[f"{cert.ref}-{history.run_id}"] = history.to_json()
                 kinds = Counter(e.event_type for e in history.events)
                 for e in history.events:
                     if e.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
@@ -410,6 +431,7 @@ async def measure(client: Client, certificates: CertificateClient, store: Store,
 async def seed(store: Store, certificates: CertificateClient, count: int) -> list[Certificate]:
     at = now()
     await store.upsert_user(User(login_id=CONTACT, provider_firm_id=FIRM, roles=["case_management"]), "chaos", at)
+    await store.upsert_caseworker(Caseworker(caseworker_id=CASEWORKER, active=True), "chaos", at)
     # Chaos pace: a notification is overdue after 30 seconds and returned after 90, long
     # enough for a response to get through while workers die under it, short enough that
     # three unanswered cycles escalate within minutes.
@@ -551,13 +573,15 @@ def print_report(report: Report) -> None:
     print(f"duplicate recoupment rows            {report.duplicate_recoupments}")
     print(f"wrong recoupment amounts             {len(report.wrong_recoupments)}")
     print(f"workflow task failures               {report.task_failures}")
+    print(f"histories that do not replay         {len(report.replay_failures)}")
     print(f"disagreements (starter.py check)     {len(report.disagreements)}")
     print(f"longest history during the outage    {report.longest_history_in_outage} events "
           f"(before it {report.longest_history_before_outage}; longest run overall {report.longest_history})")
     print(f"(workflow task timeouts, from kills: {report.task_timeouts}; UNHANDLED_COMMAND retries, "
           f"a signal arriving as a task completed: {report.unhandled_command_retries}; workers restarted "
           f"after exiting on their own: {report.worker_restarts})")
-    for line in report.lost + report.wrong_recoupments + report.failures + report.disagreements:
+    for line in report.lost + report.wrong_recoupments + report.failures + report.replay_failures \
+            + report.disagreements:
         print(f"  {line}")
 
 
