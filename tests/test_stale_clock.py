@@ -43,7 +43,7 @@ from workflows.clock import STALE_CLOCK
 # Each certificate is one chance of the race (about one in two); twelve make a run that
 # never meets it unlikely (about 1 in 4,000), and the test says so if it happens.
 CERTIFICATES = 12
-DUE_IN = timedelta(seconds=25)
+DUE_IN = timedelta(seconds=40)  # room to onboard them all first, also on a loaded machine
 INACTIVITY = timedelta(days=608)  # the policy in force
 
 
@@ -84,10 +84,10 @@ async def test_a_query_racing_the_deadline_leaves_a_history_that_replays(engine_
     await first.start()
     run = await engine_env.starter("import", "certificates", str(certificates))
     assert run.code == 0, str(run)
+    onboarded_by = time.monotonic() + 20
     for ref in refs:
-        for _ in range(200):
-            if (await status(client, ref))["inactivity_deadline"] is not None:
-                break
+        while (await status(client, ref))["inactivity_deadline"] is None:
+            assert time.monotonic() < onboarded_by, f"{ref} was not onboarded"
             await asyncio.sleep(0.1)
     assert first.process is not None
     first.process.kill()
@@ -104,7 +104,6 @@ async def test_a_query_racing_the_deadline_leaves_a_history_that_replays(engine_
         stale = [a for a in answers if isinstance(a, WorkflowQueryFailedError) and STALE_CLOCK in str(a)]
         # The others were answered, or cut short while they waited for a worker.
         assert all(isinstance(a, (dict, RPCError)) for a in answers if a not in stale), answers
-        print("\n".join(str(a)[:600] for a in stale))
         # Every certificate is notified once, by its real time.
         deadline = time.monotonic() + 60
         for ref in refs:

@@ -78,9 +78,10 @@ RESULT_TYPES: dict[str, type] = {
     "record_activity_events": RecordActivityResult,
     "close_certificate": CloseCertificateResult,
 }
-# With no sticky cache every workflow task replays the run's whole history, at about 0.45 ms
-# of worker CPU per history event (benchmark: an event cost 0.16 s of worker CPU on a new
-# certificate and 1.17 s on one with 1,113 history events). Short runs keep every task cheap;
+# A workflow task that misses the sticky cache (and every task with the cache off) replays
+# the run's whole history, at about 0.45 ms of worker CPU per history event (benchmark, no
+# cache: an event cost 0.16 s of worker CPU on a new certificate and 1.17 s on one with 1,113
+# history events). Short runs keep every such task cheap;
 # continue-as-new costs about one workflow task per 500 events (some 40 activity events).
 DEFAULT_HISTORY_LIMIT = 500
 # Messages waiting while a step runs (a database outage can hold one for as long as it lasts)
