@@ -178,9 +178,13 @@ def build_worker(client: Client, store: Store, settings: Settings, mailer: Maile
         # per onboarding (measured). Passed through like `icr.rules`: their module state is
         # constants only, and determinism rests on the rules taking `now` as an argument and
         # on the replay tests of recorded histories.
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")),
+        workflow_runner=workflow_runner(),
     )
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox the engine's workflows run in, on a worker and in a replayer."""
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
 
 
 @dataclass

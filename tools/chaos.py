@@ -50,13 +50,13 @@ import asyncpg  # noqa: E402
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause  # noqa: E402
 from temporalio.client import Client, WorkflowExecutionStatus  # noqa: E402
 from temporalio.worker import Replayer  # noqa: E402
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions  # noqa: E402
 
 from icr import consistency  # noqa: E402
 from icr.client import CertificateClient, CertificateClosed, MessageRefused  # noqa: E402
 from icr.codec import EncryptionCodec, PayloadKeys, data_converter  # noqa: E402
 from icr.db.migrate import migrate  # noqa: E402
 from icr.db.store import Store  # noqa: E402
+from icr.engine import workflow_runner  # noqa: E402
 from icr.models import (  # noqa: E402
     ActivityEvent,
     Caseworker,
@@ -364,8 +364,7 @@ async def measure(client: Client, certificates: CertificateClient, store: Store,
     conn = await asyncpg.connect(database_url)
     # The worker's own sandbox settings (icr.engine.build_worker).
     replayer = Replayer(workflows=[CertificateWorkflow], data_converter=client.data_converter,
-                        workflow_runner=SandboxedWorkflowRunner(
-                            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")))
+                        workflow_runner=workflow_runner())
     try:
         for cert in certs:
             handle = client.get_workflow_handle(workflow_id_for(cert.ref))
