@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -26,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.floor import FloorWorkflow  # noqa: E402
+from benchmarks.sampling import WorkerSampler  # noqa: E402
 from icr.client import CertificateClient, NoWorker  # noqa: E402
 from icr.engine import connect_temporal  # noqa: E402
 from icr.keyring import payload_keys  # noqa: E402
@@ -142,6 +144,7 @@ class Bench:
     postgres_pid: int = 0
     floor_sets: int = 0
     floor_now: dict[str, Any] = field(default_factory=dict)
+    sample_worker: bool = False
 
     # --- processes ---------------------------------------------------------------------
 
@@ -158,6 +161,19 @@ class Bench:
                 raise RuntimeError(f"{name} did not start: see {self.data / f'{name}.log'}")
             await asyncio.sleep(0.1)
         return proc
+
+    @contextlib.asynccontextmanager
+    async def sampled(self, phase: str) -> AsyncIterator[None]:
+        """With --sample-worker: where the worker's CPU went while the block ran."""
+        if not self.sample_worker:
+            yield
+            return
+        sampler = WorkerSampler(self.worker_pid, self.data / f"worker-{phase}.folded")
+        await sampler.start()
+        try:
+            yield
+        finally:
+            self.results.setdefault("worker_samples", {})[phase] = await sampler.stop()
 
     async def starter(self, *args: str) -> float:
         """Runs `starter.py ARGS`; the seconds it took."""
@@ -278,10 +294,12 @@ class Bench:
         await self.starter("import", "users", str(made.users))
         cpu0, srv0, pg0 = cpu_seconds(self.worker_pid), cpu_seconds(self.temporal_pid), self.postgres_cpu()
         children0 = children_cpu()
-        t0 = time.monotonic()
-        task = asyncio.create_task(self.starter("import", "certificates", str(made.certificates), "--no-progress"))
-        t1 = await self.until_count(await self.visible_certificates(1, n), n, 3600)
-        await task
+        async with self.sampled("onboarding"):
+            t0 = time.monotonic()
+            task = asyncio.create_task(self.starter("import", "certificates", str(made.certificates),
+                                                    "--no-progress"))
+            t1 = await self.until_count(await self.visible_certificates(1, n), n, 3600)
+            await task
         importer_cpu = children_cpu() - children0
         pg_cpu = self.postgres_cpu() - pg0
         rate = n / max(t1 - t0 - fixed, 1e-9)
@@ -323,10 +341,11 @@ class Bench:
         async def send(i: int) -> None:
             await certificates.record_activity(case_reference(i % self.sizes.onboard, 1), ActivityEvent(
                 event_id=f"bench-ingest-{i}", kind="amendment", occurred_at=at))
-        t0 = time.monotonic()
-        await self.bounded(list(range(n)), send)
-        t1 = await self.until_count(f"WorkflowType = 'CertificateWorkflow' AND InactivityDeadline >= '{threshold}'",
-                                    min(n, self.sizes.onboard), 3600)
+        async with self.sampled("ingest"):
+            t0 = time.monotonic()
+            await self.bounded(list(range(n)), send)
+            t1 = await self.until_count(f"WorkflowType = 'CertificateWorkflow' AND "
+                                        f"InactivityDeadline >= '{threshold}'", min(n, self.sizes.onboard), 3600)
         rate = n / (t1 - t0)
         floor = self.floor_now["signal_per_s"]
         self.results["ingest"] = {
@@ -500,17 +519,18 @@ class Bench:
         cpu0 = cpu_seconds(self.worker_pid)
         peak_rss = 0.0
         try:
-            end = spread_at + timedelta(seconds=sz.spread_seconds + 120)
-            while len(seen) < len(deadlines) and datetime.now(timezone.utc) < end:
-                rows = await conn.fetch("SELECT case_reference, date_assigned FROM notifications "
-                                        "WHERE case_reference >= '30002' AND case_reference < '30004'")
-                now = datetime.now(timezone.utc)
-                for r in rows:
-                    if r["case_reference"] not in seen:
-                        seen[r["case_reference"]] = now
-                        assigned[r["case_reference"]] = r["date_assigned"]
-                peak_rss = max(peak_rss, rss_mb(self.worker_pid))
-                await asyncio.sleep(0.25)
+            async with self.sampled("burst"):
+                end = spread_at + timedelta(seconds=sz.spread_seconds + 120)
+                while len(seen) < len(deadlines) and datetime.now(timezone.utc) < end:
+                    rows = await conn.fetch("SELECT case_reference, date_assigned FROM notifications "
+                                            "WHERE case_reference >= '30002' AND case_reference < '30004'")
+                    now = datetime.now(timezone.utc)
+                    for r in rows:
+                        if r["case_reference"] not in seen:
+                            seen[r["case_reference"]] = now
+                            assigned[r["case_reference"]] = r["date_assigned"]
+                    peak_rss = max(peak_rss, rss_mb(self.worker_pid))
+                    await asyncio.sleep(0.25)
         finally:
             await conn.close()
 
@@ -572,7 +592,7 @@ async def run(args: argparse.Namespace) -> Path:
     data = Path(args.data_dir or tempfile.mkdtemp(prefix="icr-bench-"))
     settings = Settings(data_dir=data, temporal_port=free_port(), ui_port=free_port(), codec_port=free_port(),
                         log_format="json", log_level="warning")
-    bench = Bench(sizes, data, settings)
+    bench = Bench(sizes, data, settings, sample_worker=args.sample_worker)
     async with services(settings) as svc:
         bench.address, bench.database_url = svc.temporal_address, svc.database_url
         keys = payload_keys(settings, embedded=True)
@@ -590,14 +610,7 @@ async def run(args: argparse.Namespace) -> Path:
         floor = await bench.spawn("floor-worker", "-m", "benchmarks.floor", svc.temporal_address, FLOOR_QUEUE,
                                   wait_for="floor_worker_running")
         bench.floor_pid = floor.pid
-        if args.profile_worker:
-            # The worker under cProfile (its Python thread: workflow activations, local
-            # activities, payload conversion); written when it stops at the end of the run.
-            code = ("import cProfile, os, sys; sys.argv = ['worker.py']; import worker; "
-                    f"cProfile.run('worker.main([])', {str(data / 'worker.prof')!r}); os._exit(0)")
-            worker = await bench.spawn("worker", "-c", code, wait_for="worker_running")
-        else:
-            worker = await bench.spawn("worker", "worker.py", wait_for="worker_running")
+        worker = await bench.spawn("worker", "worker.py", wait_for="worker_running")
         bench.worker_pid = worker.pid
         bench.env["ICR_LOG_LEVEL"] = "warning"
         await bench.say(f"data {data}; server {svc.temporal_address}; worker pid {worker.pid}; "
@@ -639,9 +652,6 @@ async def run(args: argparse.Namespace) -> Path:
             out.write_text(json.dumps(bench.results, indent=2, default=str) + "\n")
     print_table(bench.results)
     print(f"saved {out}")
-    if args.profile_worker and (data / "worker.prof").exists():
-        import pstats
-        pstats.Stats(str(data / "worker.prof")).sort_stats("tottime").print_stats(30)
     if not args.keep:
         shutil.rmtree(data, ignore_errors=True)
     return out
@@ -688,6 +698,10 @@ def print_table(r: dict[str, Any]) -> None:
     for name in ("profile_onboarding", "profile_one_event"):
         if name in r:
             print(f"  {name}: {r[name]}")
+    for phase, samples in r.get("worker_samples", {}).items():
+        print(f"  worker's Python time in {phase} ({samples['busy_samples']} samples at {samples['rate_per_s']}/s):")
+        for part, share in samples["share_pct"].items():
+            print(f"    {share:5.1f}%  {part}")
 
 
 def main() -> None:
@@ -699,8 +713,8 @@ def main() -> None:
     parser.add_argument("--memory-levels", help="open certificates to measure memory at, e.g. 10000,50000")
     parser.add_argument("--data-dir", help="where the servers keep their state (default: a new temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
-    parser.add_argument("--profile-worker", action="store_true", help="run the worker under cProfile and "
-                        "print where its Python time went")
+    parser.add_argument("--sample-worker", action="store_true", help="sample the worker with py-spy during "
+                        "onboarding, ingest and the burst, and print where its Python time went (slows the worker a little)")
     parser.add_argument("--cached-workflows", type=int, help="the worker's ICR_MAX_CACHED_WORKFLOWS "
                         "(default: the engine's)")
     parser.add_argument("--only", help="phases to run after the floors, comma-separated: "

@@ -10,11 +10,13 @@ query by string; only the contract tests do, on purpose, as an outside system wo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
+
+import structlog
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -59,6 +61,33 @@ from workflows.clock import STALE_CLOCK
 CertificateHandle = WorkflowHandle[CertificateWorkflow, CertificateStatus]
 # Times a `status` query that met a stale run of a worker's cache is asked again.
 STALE_QUERY_RETRIES = 3
+# A busy or restarting server's "not now" (the SDK itself retries only some of these): a
+# 100,000-row import once lost a row, and stopped, on one "operation was canceled" from a dev
+# server at full load. Calls that are safe to repeat ask again, with a growing pause.
+TRANSIENT = frozenset({RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE,
+                       RPCStatusCode.RESOURCE_EXHAUSTED})
+TRANSIENT_RETRIES = 5
+TRANSIENT_PAUSE = 0.5  # seconds before the first retry, doubled for each next one
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+async def retry_transient(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """`call()`, asked again up to TRANSIENT_RETRIES times while the server answers with a
+    transient status; any other error, or the last transient one, is raised."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except RPCError as err:
+            if err.status not in TRANSIENT or attempt == TRANSIENT_RETRIES:
+                raise
+            pause = TRANSIENT_PAUSE * 2 ** attempt
+            attempt += 1
+            log.warning("server_call_retried", call=what, status=err.status.name, error=err.message,
+                        attempt=attempt, pause_s=pause)
+            await asyncio.sleep(pause)
 
 
 class CertificateNotFound(Exception):
@@ -154,24 +183,28 @@ class CertificateClient:
 
     async def start(self, case_reference: str, provider_firm_id: str | None = None) -> bool:
         """Start the certificate's review unless one exists; False when one is running or
-        has ended (REJECT_DUPLICATE: a closed certificate is never reopened)."""
+        has ended (REJECT_DUPLICATE: a closed certificate is never reopened).
+
+        A transient failure is retried; when the failed call had in fact started the review,
+        the retry finds it running and this returns False, as for any review already there."""
         try:
-            await self.client.start_workflow(
+            await retry_transient(lambda: self.client.start_workflow(
                 CertificateWorkflow.run, CertificateInput(case_reference=case_reference),
                 id=workflow_id_for(case_reference), task_queue=self.task_queue,
                 static_summary=static_summary(case_reference, provider_firm_id),
                 static_details=static_details(case_reference, provider_firm_id),
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL), f"start {case_reference}")
         except WorkflowAlreadyStartedError:
             return False
         return True
 
     async def record_activity(self, case_reference: str, event: ActivityEvent) -> None:
         """What an activity source sends: signal-with-start of `record_activity`. Raises
-        CertificateClosed when the certificate's review has ended."""
+        CertificateClosed when the certificate's review has ended. A transient failure is
+        retried: an event delivered twice is recorded once (the ledger is keyed by event id)."""
         try:
-            await self.client.start_workflow(
+            await retry_transient(lambda: self.client.start_workflow(
                 CertificateWorkflow.run, CertificateInput(case_reference=case_reference),
                 id=workflow_id_for(case_reference), task_queue=self.task_queue,
                 # An activity source knows no firm; a new review here is of an unregistered one.
@@ -180,7 +213,7 @@ class CertificateClient:
                 start_signal=CertificateWorkflow.record_activity.__name__, start_signal_args=[event],
                 # A closed certificate stays closed: never start a second review for it.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING), f"record_activity {case_reference}")
         except WorkflowAlreadyStartedError:
             raise CertificateClosed(case_reference) from None
 
@@ -273,9 +306,10 @@ class CertificateClient:
         """The engine's workflow task queue as the server sees it; None when the server will
         not say (no permission, or not implemented, as on the time-skipping test server)."""
         try:
-            return await self.client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-                namespace=self.client.namespace, task_queue=TaskQueue(name=self.task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, report_stats=report_stats))
+            return await retry_transient(lambda: self.client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(namespace=self.client.namespace, task_queue=TaskQueue(name=self.task_queue),
+                                         task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                                         report_stats=report_stats)), "describe_task_queue")
         except RPCError as err:
             if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
                 return None
