@@ -164,7 +164,7 @@ class Bench:
 
     @contextlib.asynccontextmanager
     async def sampled(self, phase: str) -> AsyncIterator[None]:
-        """With --sample-worker: where the worker's CPU went while the block ran."""
+        """With --sample-worker: where the worker's Python time went while the block ran."""
         if not self.sample_worker:
             yield
             return

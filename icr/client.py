@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import structlog
-
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, DescribeTaskQueueResponse
