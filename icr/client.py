@@ -60,9 +60,10 @@ from workflows.clock import STALE_CLOCK
 CertificateHandle = WorkflowHandle[CertificateWorkflow, CertificateStatus]
 # Times a `status` query that met a stale run of a worker's cache is asked again.
 STALE_QUERY_RETRIES = 3
-# A busy or restarting server's "not now" (the SDK itself retries only some of these): a
-# 100,000-row import once lost a row, and stopped, on one "operation was canceled" from a dev
-# server at full load. Calls that are safe to repeat ask again, with a growing pause.
+# A busy or restarting server's "not now" (the SDK itself retries only some of these): one
+# "operation was canceled" from a dev server at full load once left a row of a 100,000-row
+# import without its review, and the import ended with an error. Calls that are safe to
+# repeat ask again, with a growing pause.
 TRANSIENT = frozenset({RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE,
                        RPCStatusCode.RESOURCE_EXHAUSTED})
 TRANSIENT_RETRIES = 5
