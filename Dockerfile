@@ -11,9 +11,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY . .
-# No [test] extras: the image runs the worker (and starter.py for operators), not the tests.
+# No [test] extras: the image runs the worker (and starter.py for operators), not the tests;
+# the versions are the locked ones (requirements.lock), as in the tests.
 # Bytecode for the app's own modules, written once at build time (PYTHONDONTWRITEBYTECODE).
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir -c requirements.lock . \
     && python -m compileall -q /app/workflows /app/icr /app/activities \
     && useradd --system --create-home --uid 10001 --user-group icr \
     && mkdir -p "$ICR_DATA_DIR" \

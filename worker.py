@@ -13,13 +13,13 @@ import sys
 
 import structlog
 
-from icr.db.outbox import Outbox
-from icr.engine import build_worker, connected, ensure_digest_schedule, metrics_runtime
-from icr.keyring import ConfigurationError
-from icr.logs import configure_logging
-from icr.mail import Mailer
-from icr.mail_setup import mail_server
-from icr.settings import Settings
+from icr.adapters.db.outbox import Outbox
+from icr.adapters.mail.mailer import Mailer
+from icr.runtime.engine import build_worker, connected, ensure_digest_schedule, metrics_runtime
+from icr.runtime.keyring import ConfigurationError
+from icr.runtime.logs import configure_logging
+from icr.runtime.mail import mail_server
+from icr.runtime.settings import Settings
 
 log = structlog.get_logger("worker")
 

@@ -14,9 +14,9 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from icr.db.store import Store
-from icr.metrics import EngineMetrics
-from icr.models import (
+from icr.adapters.db.store import Store
+from icr.adapters.temporal.metrics import EngineMetrics
+from icr.domain.models import (
     INVALID_DATA,
     AuditRefusal,
     CertificateSnapshot,
@@ -25,9 +25,9 @@ from icr.models import (
     CloseCertificateResult,
     CloseNotification,
     CloseTask,
+    ExtendNotification,
     LoadCaseworkerInput,
     LoadCaseworkerResult,
-    ExtendNotification,
     LoadCertificateInput,
     LoadUsersInput,
     LoadUsersResult,

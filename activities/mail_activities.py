@@ -1,7 +1,7 @@
 """The daily digest's mailing step: send what the digest run queued.
 
 Business time (`at`, the digest date) comes in the input from `workflow.now()`; the outbox's
-lease is on the database's clock (see icr/db/outbox.py).
+lease is on the database's clock (see icr/adapters/db/outbox.py).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from icr.mail import Mailer
-from icr.models import DigestMailResult, SendDailyDigests
+from icr.adapters.mail.mailer import Mailer
+from icr.domain.models import DigestMailResult, SendDailyDigests
 
 log = structlog.get_logger(__name__)
 

@@ -24,10 +24,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
@@ -39,14 +40,14 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.floor import FloorWorkflow  # noqa: E402
 from benchmarks.sampling import WorkerSampler  # noqa: E402
-from icr.client import CertificateClient, NoWorker  # noqa: E402
-from icr.engine import connect_temporal  # noqa: E402
-from icr.keyring import payload_keys  # noqa: E402
-from icr.models import ActivityEvent  # noqa: E402
-from icr.servers import Services, services  # noqa: E402
-from icr.search_attributes import INACTIVITY_DEADLINE  # noqa: E402
-from icr.settings import Settings  # noqa: E402
-from icr.synthetic import case_reference, generate_registry  # noqa: E402
+from icr.adapters.temporal.client import CertificateClient, NoWorker  # noqa: E402
+from icr.domain.models import ActivityEvent  # noqa: E402
+from icr.runtime.engine import connect_temporal  # noqa: E402
+from icr.runtime.keyring import payload_keys  # noqa: E402
+from icr.runtime.servers import Services, services  # noqa: E402
+from icr.runtime.settings import Settings  # noqa: E402
+from icr.services.synthetic import case_reference, generate_registry  # noqa: E402
+from workflows.search_attributes import INACTIVITY_DEADLINE  # noqa: E402
 
 FLOOR_QUEUE = "icr-bench-floor"
 INACTIVITY_DAYS = 608
@@ -333,7 +334,7 @@ class Bench:
         n = self.sizes.ingest
         assert self.client is not None
         certificates = CertificateClient(self.client, self.settings.task_queue)
-        at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=1)
+        at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
         threshold = (at + timedelta(days=INACTIVITY_DAYS)).isoformat().replace("+00:00", "Z")
         cpu0, srv0, pg0 = cpu_seconds(self.worker_pid), cpu_seconds(self.temporal_pid), self.postgres_cpu()
         client0 = own_cpu()
@@ -367,7 +368,7 @@ class Bench:
         ref = case_reference(0, 5)
         await self.import_set("long", 1, 5)
         certificates = CertificateClient(self.client, self.settings.task_queue)
-        base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=n + 60)
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=n + 60)
 
         async def send(i: int) -> None:
             await certificates.record_activity(ref, ActivityEvent(
@@ -434,7 +435,7 @@ class Bench:
         ref = case_reference(0, 0)
         await self.import_set("flood", 1, 0)
         certificates = CertificateClient(self.client, self.settings.task_queue)
-        base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=n + 60)
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=n + 60)
 
         async def send(i: int) -> None:
             await certificates.record_activity(ref, ActivityEvent(
@@ -478,8 +479,8 @@ class Bench:
         cpu0, t0, missed = cpu_seconds(self.worker_pid), time.monotonic(), 0
         for i in range(n):
             # Each event newer than any before it (whole seconds apart), so each moves the deadline.
-            await asyncio.sleep(1 - datetime.now(timezone.utc).microsecond / 1e6)
-            at = datetime.now(timezone.utc).replace(microsecond=0)
+            await asyncio.sleep(1 - datetime.now(UTC).microsecond / 1e6)
+            at = datetime.now(UTC).replace(microsecond=0)
             await certificates.record_activity(ref, ActivityEvent(event_id=f"bench-one-by-one-{tag}-{i}", kind="amendment",
                                                                   occurred_at=at))
             deadline = time.monotonic() + 30
@@ -501,14 +502,14 @@ class Bench:
         sz = self.sizes
         rate = self.results["onboarding"]["per_s"]
         lead = (sz.burst + sz.spread) / max(rate, 1) * 1.5 + 45
-        due = (datetime.now(timezone.utc) + timedelta(seconds=lead)).replace(microsecond=0)
+        due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
         # After the burst has drained (at the start floor's pace, with room to spare).
         spread_at = due + timedelta(seconds=sz.burst / max(rate, 1) * 1.5 + 60)
         await self.say(f"burst: {sz.burst} certificates due {due:%H:%M:%S} within {sz.burst_window} s; {sz.spread} "
                        f"spread over {sz.spread_seconds} s from {spread_at:%H:%M:%S}")
         await self.import_set("burst", sz.burst, 2, due_at=due, due_within=float(sz.burst_window))
         await self.import_set("spread", sz.spread, 3, due_at=spread_at, due_within=float(sz.spread_seconds))
-        late_imports = datetime.now(timezone.utc) > due
+        late_imports = datetime.now(UTC) > due
         deadlines = {case_reference(i, 2): due + timedelta(seconds=sz.burst_window * i / sz.burst)
                      for i in range(sz.burst)}
         deadlines.update({case_reference(i, 3): spread_at + timedelta(seconds=sz.spread_seconds * i / sz.spread)
@@ -521,10 +522,10 @@ class Bench:
         try:
             async with self.sampled("burst"):
                 end = spread_at + timedelta(seconds=sz.spread_seconds + 120)
-                while len(seen) < len(deadlines) and datetime.now(timezone.utc) < end:
+                while len(seen) < len(deadlines) and datetime.now(UTC) < end:
                     rows = await conn.fetch("SELECT case_reference, date_assigned FROM notifications "
                                             "WHERE case_reference >= '30002' AND case_reference < '30004'")
-                    now = datetime.now(timezone.utc)
+                    now = datetime.now(UTC)
                     for r in rows:
                         if r["case_reference"] not in seen:
                             seen[r["case_reference"]] = now
@@ -615,7 +616,7 @@ async def run(args: argparse.Namespace) -> Path:
         bench.env["ICR_LOG_LEVEL"] = "warning"
         await bench.say(f"data {data}; server {svc.temporal_address}; worker pid {worker.pid}; "
                         f"sizes {sizes}")
-        bench.results["run"] = {"started": datetime.now(timezone.utc).isoformat(), "mode": "full" if args.full
+        bench.results["run"] = {"started": datetime.now(UTC).isoformat(), "mode": "full" if args.full
                                 else "quick", "sizes": sizes.__dict__, "cpus": os.cpu_count(),
                                 "python": platform.python_version(), "loadavg_at_start": loadavg(),
                                 "payload_encryption": True, "server": "temporal dev server, SQLite file, WAL"}
@@ -639,7 +640,7 @@ async def run(args: argparse.Namespace) -> Path:
                 await bench.memory()
             bench.results["run"]["worker_rss_mb_end"] = round(rss_mb(worker.pid), 1)
         finally:
-            bench.results["run"]["finished"] = datetime.now(timezone.utc).isoformat()
+            bench.results["run"]["finished"] = datetime.now(UTC).isoformat()
             bench.results["run"]["loadavg_at_end"] = loadavg()
             for proc in bench.procs:
                 if proc.returncode is None:
@@ -648,7 +649,7 @@ async def run(args: argparse.Namespace) -> Path:
                         await asyncio.wait_for(proc.wait(), 30)
                     except TimeoutError:
                         proc.kill()
-            out = ROOT / "benchmarks" / "results" / f"{datetime.now(timezone.utc):%Y-%m-%dT%H%M%SZ}.json"
+            out = ROOT / "benchmarks" / "results" / f"{datetime.now(UTC):%Y-%m-%dT%H%M%SZ}.json"
             out.write_text(json.dumps(bench.results, indent=2, default=str) + "\n")
     print_table(bench.results)
     print(f"saved {out}")

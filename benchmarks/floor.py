@@ -18,8 +18,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
-    from icr.search_attributes import ICR_STAGE, POLICY_VERSION, PROVIDER_FIRM_ID
-    from icr.settings import Settings
+    from icr.runtime.settings import Settings
+    from workflows.search_attributes import ICR_STAGE, POLICY_VERSION, PROVIDER_FIRM_ID
 
 
 @workflow.defn(name="FloorWorkflow")

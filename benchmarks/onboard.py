@@ -29,7 +29,7 @@ import random
 import sys
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench import QUICK, Bench, cpu_seconds, engine_env, free_port, loadavg, pct, rss_mb  # noqa: E402
-from icr.client import CertificateClient  # noqa: E402
-from icr.engine import connect_temporal  # noqa: E402
-from icr.keyring import payload_keys  # noqa: E402
-from icr.models import ActivityEvent  # noqa: E402
-from icr.servers import services  # noqa: E402
-from icr.settings import Settings  # noqa: E402
-from icr.synthetic import case_reference, generate_registry  # noqa: E402
+from icr.adapters.temporal.client import CertificateClient  # noqa: E402
+from icr.domain.models import ActivityEvent  # noqa: E402
+from icr.runtime.engine import connect_temporal  # noqa: E402
+from icr.runtime.keyring import payload_keys  # noqa: E402
+from icr.runtime.servers import services  # noqa: E402
+from icr.runtime.settings import Settings  # noqa: E402
+from icr.services.synthetic import case_reference, generate_registry  # noqa: E402
 
 PREFIX = 7  # case references 30007nnnnnnn: apart from the other benchmark's sets
 LEVELS = [10_000, 50_000, 100_000, 200_000]
@@ -114,7 +114,7 @@ async def sampler(bench: Bench, workers: list[tuple[int, int]], out: Path, every
             pass
         done, t = await bench.count(ONBOARDED), time.monotonic()
         failures = [await asyncio.to_thread(worker_failures, port) for _, port in workers]
-        sample = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "open": await bench.count(OPEN),
+        sample = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "open": await bench.count(OPEN),
                   "onboarded": done, "per_s": round((done - last_done) / max(t - last_t, 1e-9), 1),
                   "worker_rss_mb": [round(rss_mb(pid), 1) for pid, _ in workers],
                   "worker_cpu_s": [round(cpu_seconds(pid), 1) for pid, _ in workers],
@@ -158,7 +158,7 @@ async def probe(bench: Bench, wanted: int, n: int = 20) -> dict[str, Any]:
         t0 = time.monotonic()
         await certificates.status(ref)
         query_s.append(time.monotonic() - t0)
-    at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=1)
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     sent = time.monotonic()
     for i, ref in enumerate(refs):
         await certificates.record_activity(ref, ActivityEvent(
@@ -242,7 +242,7 @@ async def run(args: argparse.Namespace) -> int:
                 **{f"{key}_sampled": counter_total(samples, key) for key in FAILURE_COUNTERS},
                 "server_errors_this_run": server_errors(server_log, log_from),
                 "samples": len(samples), "data_dir": str(data)}
-            out = ROOT / "benchmarks" / "results" / f"onboard-{datetime.now(timezone.utc):%Y-%m-%dT%H%M%SZ}.json"
+            out = ROOT / "benchmarks" / "results" / f"onboard-{datetime.now(UTC):%Y-%m-%dT%H%M%SZ}.json"
             out.write_text(json.dumps(summary, indent=2) + "\n")
             if end["finished"]:
                 await bench.say(f"{end['open']} of {wanted} open ({end['open_with_stage']} with their stage written, "

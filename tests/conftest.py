@@ -1,5 +1,9 @@
 """Real servers for the tests: embedded PostgreSQL (a fresh database per test, cloned from a
-migrated template), the Temporal test server with time skipping, and helpers."""
+migrated template), the Temporal test server with time skipping, and helpers.
+
+Tests are grouped by level, one folder each, and marked by their folder: `./run test -m unit`
+is the quick loop (pure code, no server); `static`, `db`, `workflow` and `e2e` add lint and
+types, PostgreSQL, the time-skipping server, and the dev server with real processes."""
 
 from __future__ import annotations
 
@@ -20,15 +24,26 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from icr.client import CertificateClient
-from icr.codec import EncryptionCodec, PayloadKeys, data_converter
-from icr.db.migrate import migrate
-from icr.db.store import Store
-from icr.engine import build_worker, ensure_search_attributes
-from icr.models import Caseworker, CertificateInput, Registration, User
-from icr.rules import workflow_id_for
-from icr.settings import Settings
+from icr.adapters.db.migrate import migrate
+from icr.adapters.db.store import Store
+from icr.adapters.temporal.client import CertificateClient
+from icr.adapters.temporal.codec import EncryptionCodec, PayloadKeys, data_converter
+from icr.domain.models import Caseworker, CertificateInput, Registration, User
+from icr.domain.rules import workflow_id_for
+from icr.runtime.engine import build_worker, ensure_search_attributes
+from icr.runtime.settings import Settings
 from workflows.certificate import CertificateWorkflow
+
+LEVELS = ("unit", "static", "db", "workflow", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        level = item.path.parent.name
+        if level not in LEVELS:
+            raise pytest.UsageError(f"{item.nodeid}: a test belongs in one of tests/{{{','.join(LEVELS)}}}/")
+        item.add_marker(level)
+
 
 TEMPLATE = "icr_template"
 # The LAA caseworker directory every engine test starts with.

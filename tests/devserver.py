@@ -1,6 +1,6 @@
 """Helpers for the tests that drive the engine as separate processes on the Temporal dev
 server: `worker.py` and `starter.py` run as subprocesses, the tests talk to them through
-the public contract only (../shared/spec/contract.md).
+the public contract only (docs/contract.md).
 
 This module imports nothing from the project, so a test module using it stays a client
 that knows only the contract's names. Fixtures defined here are imported by name into the

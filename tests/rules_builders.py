@@ -1,8 +1,8 @@
-"""Shared builders and fixed instants of the rule tests (tests/test_rules_*.py).
+"""Shared builders and fixed instants of the rule tests (tests/unit/test_rules_*.py).
 
 No clock, no I/O: every `now` is a fixed, timezone-aware datetime. Expected instants are
 written out literally (not recomputed with the code's own arithmetic), so each test can fail.
-The rules are those of /work/shared/spec/icr-rules.md and the names of contract.md.
+The rules are those of docs/rules.md and the names of docs/contract.md.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from icr import rules
-from icr.models import (
+from icr.domain import rules
+from icr.domain.models import (
     ActivityEvent,
     CertificateSnapshot,
     CertificateState,
@@ -27,7 +27,7 @@ from icr.models import (
     Response,
     User,
 )
-from icr.rules import Refused, Transition
+from icr.domain.rules import Refused, Transition
 
 UK = ZoneInfo("Europe/London")
 

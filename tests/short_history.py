@@ -9,7 +9,7 @@ from temporalio import workflow
 
 # Passed through the sandbox, as the workflow module does: one copy of the models.
 with workflow.unsafe.imports_passed_through():
-    from icr.models import CertificateInput, CertificateStatus
+    from icr.domain.models import CertificateInput, CertificateStatus
     from workflows.certificate import CertificateWorkflow
 
 SHORT_HISTORY_LIMIT = 40

@@ -38,7 +38,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -51,13 +51,11 @@ from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause  # noqa: 
 from temporalio.client import Client, WorkflowExecutionStatus  # noqa: E402
 from temporalio.worker import Replayer  # noqa: E402
 
-from icr import consistency  # noqa: E402
-from icr.client import CertificateClient, CertificateClosed, MessageRefused  # noqa: E402
-from icr.codec import EncryptionCodec, PayloadKeys, data_converter  # noqa: E402
-from icr.db.migrate import migrate  # noqa: E402
-from icr.db.store import Store  # noqa: E402
-from icr.engine import workflow_runner  # noqa: E402
-from icr.models import (  # noqa: E402
+from icr.adapters.db.migrate import migrate  # noqa: E402
+from icr.adapters.db.store import Store  # noqa: E402
+from icr.adapters.temporal.client import CertificateClient, CertificateClosed, MessageRefused  # noqa: E402
+from icr.adapters.temporal.codec import EncryptionCodec, PayloadKeys, data_converter  # noqa: E402
+from icr.domain.models import (  # noqa: E402
     ActivityEvent,
     Caseworker,
     CertificateStatus,
@@ -67,9 +65,11 @@ from icr.models import (  # noqa: E402
     RespondRequest,
     User,
 )
-from icr.rules import workflow_id_for  # noqa: E402
-from icr.servers import temporal_dev_server  # noqa: E402
-from icr.settings import Settings  # noqa: E402
+from icr.domain.rules import workflow_id_for  # noqa: E402
+from icr.runtime.engine import workflow_runner  # noqa: E402
+from icr.runtime.servers import temporal_dev_server  # noqa: E402
+from icr.runtime.settings import Settings  # noqa: E402
+from icr.services import consistency  # noqa: E402
 from workflows.certificate import CertificateWorkflow  # noqa: E402
 
 FIRM = "26517"
@@ -94,7 +94,7 @@ def free_port() -> int:
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --- PostgreSQL that can be stopped and started again ---------------------------------------
@@ -362,7 +362,7 @@ class Report:
 async def measure(client: Client, certificates: CertificateClient, store: Store, database_url: str,
                   certs: list[Certificate], report: Report) -> None:
     conn = await asyncpg.connect(database_url)
-    # The worker's own sandbox settings (icr.engine.build_worker).
+    # The worker's own sandbox settings (icr.runtime.engine.build_worker).
     replayer = Replayer(workflows=[CertificateWorkflow], data_converter=client.data_converter,
                         workflow_runner=workflow_runner())
     try:

@@ -1,7 +1,7 @@
 """`CertificateWorkflow`: one per certificate, for as long as it is open.
 
 Thin by design: handlers record messages (signals) or validate them (updates); the run loop
-asks `icr.rules` what to do, carries out the effects as idempotent activities, and waits
+asks `icr.domain.rules` what to do, carries out the effects as idempotent activities, and waits
 until the next deadline or message. Decisions live in the rules, SQL in the activities.
 """
 
@@ -18,8 +18,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, ApplicationEr
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from icr import rules
-    from icr.models import (
+    from icr.domain import rules
+    from icr.domain.models import (
         INVALID_DATA,
         ActivityEvent,
         CarriedState,
@@ -47,8 +47,8 @@ with workflow.unsafe.imports_passed_through():
         RespondResult,
         User,
     )
-    from icr.search_attributes import SEARCH_ATTRIBUTES
     from workflows.clock import TaskClock
+    from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 # Every step is a regular activity, none local, by what each guarantees:
 # - A local activity runs inside the workflow task. If the worker dies before that task
@@ -196,7 +196,7 @@ class CertificateWorkflow:
             summary = None if step.until is None else rules.wait_summary(self._state, step.until)
             try:
                 await workflow.wait_condition(self._has_work, timeout=timeout, timeout_summary=summary)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         return rules.status_of(self._state)

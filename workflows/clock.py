@@ -7,19 +7,18 @@ query was dispatched, the core applies those events and runs the workflow on the
 clock of the last task it saw, then keeps the run cached and sends the commands that run
 produced as the answer to the real workflow task that follows. A replay, with the real task's
 time, then decides otherwise, and the history never replays again (found with
-`tools/chaos.py --cached-workflows 500`; reproduced by `tests/test_stale_clock.py`).
+`tools/chaos.py --cached-workflows 500`; reproduced by `tests/e2e/test_stale_clock.py`).
 
 A real workflow task always starts later than the one before it, so a new point in the
 history read at the same time (or earlier) can only be such a stale run: `read` raises, the
 SDK fails that activation and evicts the run (for a query, the query fails; its caller asks
 again), and the workflow task that follows replays the history with the right time. Pure,
-so it is tested on its own (`tests/test_clock.py`).
+so it is tested on its own (`tests/unit/test_clock.py`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-
 
 # In every refusal's message: how a caller whose query met one knows to ask again.
 STALE_CLOCK = "stale run of the SDK's workflow cache"

@@ -3,7 +3,7 @@ user with open notifications (never one per notification). Run by a Temporal Sch
 second run on the same UK day queues nothing more and sends nothing more.
 
 It queues the day's digests in the outbox, then sends them (a regular activity, retried with
-backoff while a server is down or a claim has not run out; see icr/mail.py for exactly what
+backoff while a server is down or a claim has not run out; see icr/adapters/mail/mailer.py for exactly what
 is guaranteed)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from icr.models import DailyDigestResult, DigestMailResult, QueueDailyDigests, SendDailyDigests
-    from icr.rules import UK
+    from icr.domain.models import DailyDigestResult, DigestMailResult, QueueDailyDigests, SendDailyDigests
+    from icr.domain.rules import UK
 
 DIGEST_WORKFLOW_ID = "icr-daily-digest"
 # Runs whose history predates the mailing step replay without it.

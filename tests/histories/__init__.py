@@ -1,1 +1,1 @@
-"""Recorded workflow histories, one per lifecycle branch, replayed by tests/test_replay.py."""
+"""Recorded workflow histories, one per lifecycle branch, replayed by tests/workflow/test_replay.py."""

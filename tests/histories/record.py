@@ -5,7 +5,7 @@
 
 Each branch is scripted on the time-skipping server against embedded PostgreSQL with the
 real activities, and its history is written to tests/histories/<branch>.json (a branch that
-continues as new writes one file per run). tests/test_replay.py replays every file against
+continues as new writes one file per run). tests/workflow/test_replay.py replays every file against
 the current code: a change that alters the commands a certificate issues fails it. Until the
 first release (see the README) such a change re-records the histories it affects, in the same
 commit; from the first release on, it is gated with `workflow.patched` and adds its own.
@@ -26,10 +26,10 @@ from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from icr.db.migrate import migrate
-from icr.db.store import Store
-from icr.engine import ensure_search_attributes
-from icr.models import (
+from icr.adapters.db.migrate import migrate
+from icr.adapters.db.store import Store
+from icr.runtime.engine import ensure_search_attributes
+from icr.domain.models import (
     ActivityEvent,
     CertificateInput,
     CertificateStatus,
@@ -42,7 +42,7 @@ from icr.models import (
 )
 from tests.conftest import Engine, add_certificate, add_user, binary, running_engine
 from tests.short_history import ShortHistoryCertificateWorkflow
-from tests.test_lifecycle import DAY, due_certificate, respond, started_certificate
+from tests.workflow_helpers import DAY, due_certificate, respond, started_certificate
 from workflows.certificate import CertificateWorkflow
 
 HERE = Path(__file__).resolve().parent

@@ -1,0 +1,380 @@
+"""The one way in to a certificate's workflow: typed starts, messages, queries and lists.
+
+Everything outside the workflow itself (the import, the CLI, the demo, the tests) reaches
+`CertificateWorkflow` through `CertificateClient`, by the SDK's typed method references
+(`CertificateWorkflow.respond`, ...) and typed results (`RespondResult`,
+`CertificateStatus`). No other module names the workflow, its signals, its updates or its
+query by string; only the contract tests do, on purpose, as an outside system would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import structlog
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, DescribeTaskQueueResponse
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from icr.domain.models import (
+    ActivityEvent,
+    CertificateInput,
+    CertificateStatus,
+    CloseCertificateRequest,
+    DecideResult,
+    IcrStage,
+    LaaDecisionRequest,
+    ReassignContactRequest,
+    ReassignContactResult,
+    RespondRequest,
+    RespondResult,
+    TaskKind,
+)
+from icr.domain.rules import static_details, static_summary, workflow_id_for
+from workflows.certificate import CertificateWorkflow
+from workflows.clock import STALE_CLOCK
+from workflows.search_attributes import (
+    CASE_REFERENCE,
+    ICR_STAGE,
+    INACTIVITY_DEADLINE,
+    NOTIFICATION_CYCLE,
+    OPEN_TASK_KIND,
+    PROVIDER_FIRM_ID,
+    RESPONSE_DUE_DATE,
+)
+
+CertificateHandle = WorkflowHandle[CertificateWorkflow, CertificateStatus]
+# Times a `status` query that met a stale run of a worker's cache is asked again.
+STALE_QUERY_RETRIES = 3
+# A busy or restarting server's "not now" (the SDK itself retries only some of these): one
+# "operation was canceled" from a dev server at full load once left a row of a 100,000-row
+# import without its review, and the import ended with an error. Calls that are safe to
+# repeat ask again, with a growing pause.
+TRANSIENT = frozenset({RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE,
+                       RPCStatusCode.RESOURCE_EXHAUSTED})
+TRANSIENT_RETRIES = 5
+TRANSIENT_PAUSE = 0.5  # seconds before the first retry, doubled for each next one
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+async def retry_transient(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """`call()`, asked again up to TRANSIENT_RETRIES times while the server answers with a
+    transient status; any other error, or the last transient one, is raised."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except RPCError as err:
+            if err.status not in TRANSIENT or attempt == TRANSIENT_RETRIES:
+                raise
+            pause = TRANSIENT_PAUSE * 2 ** attempt
+            attempt += 1
+            log.warning("server_call_retried", call=what, status=err.status.name, error=err.message,
+                        attempt=attempt, pause_s=pause)
+            await asyncio.sleep(pause)
+
+
+class CertificateNotFound(Exception):
+    """No review workflow has ever run for this case reference."""
+
+    def __init__(self, case_reference: str) -> None:
+        super().__init__(f"certificate {case_reference} has no review workflow (not imported, "
+                         "and no activity recorded)")
+        self.case_reference = case_reference
+
+
+class CertificateClosed(Exception):
+    """The certificate's review has ended; nothing reopens it."""
+
+    def __init__(self, case_reference: str) -> None:
+        super().__init__(f"certificate {case_reference} is closed")
+        self.case_reference = case_reference
+
+
+class NoWorker(Exception):
+    """No worker polls the task queue, so nothing can answer a query or an update."""
+
+    def __init__(self, task_queue: str) -> None:
+        super().__init__(f"no worker is polling task queue {task_queue!r}, so nothing can answer; start "
+                         "one with `./run worker` (or `./run demo`) and try again")
+        self.task_queue = task_queue
+
+
+class MessageRefused(Exception):
+    """The certificate refused an update; `code` is the rules' stable refusal code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{message} [{code}]")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class CertificateListing:
+    """One certificate as the list filters see it (search attributes, no personal data)."""
+
+    case_reference: str
+    stage: str | None
+    provider_firm_id: str | None
+    inactivity_deadline: datetime | None
+    response_due_date: datetime | None
+    open_task_kind: str | None = None
+    notification_cycle: int | None = None
+
+
+def list_query(stage: str | None = None, firm: str | None = None, *, running: bool = False) -> str:
+    """The visibility query for certificates by stage and firm."""
+    clauses = [f"WorkflowType = '{CertificateWorkflow.__name__}'"]
+    if running:
+        clauses.append("ExecutionStatus = 'Running'")
+    if stage:
+        clauses.append(f"{ICR_STAGE.name} = '{stage}'")
+    if firm:
+        clauses.append(f"{PROVIDER_FIRM_ID.name} = '{firm}'")
+    return " AND ".join(clauses)
+
+
+def queue_query(kind: str | None = None, firm: str | None = None) -> str:
+    """The list filter of an LAA queue: certificates whose open task is of this kind (any kind
+    when None), of one firm or all. The same filter works in the Web UI and the `temporal` CLI."""
+    if kind:
+        clauses = [f"{OPEN_TASK_KIND.name} = '{kind}'"]
+    else:
+        clauses = [f"{OPEN_TASK_KIND.name} IN ({', '.join(repr(k.value) for k in TaskKind)})"]
+    if firm:
+        clauses.append(f"{PROVIDER_FIRM_ID.name} = '{firm}'")
+    return " AND ".join(clauses)
+
+
+def web_ui_link(ui_url: str, namespace: str, query: str) -> str:
+    """The Web UI's workflow list with this filter applied."""
+    return f"{ui_url.rstrip('/')}/namespaces/{quote(namespace)}/workflows?query={quote(query, safe='')}"
+
+
+def _not_found(err: RPCError) -> bool:
+    return err.status == RPCStatusCode.NOT_FOUND
+
+
+class CertificateClient:
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    def handle(self, case_reference: str) -> CertificateHandle:
+        return self.client.get_workflow_handle_for(CertificateWorkflow.run, workflow_id_for(case_reference))
+
+    # --- starting ------------------------------------------------------------------------
+
+    async def start(self, case_reference: str, provider_firm_id: str | None = None) -> bool:
+        """Start the certificate's review unless one exists; False when one is running or
+        has ended (REJECT_DUPLICATE: a closed certificate is never reopened).
+
+        A transient failure is retried; when the failed call had in fact started the review,
+        the retry finds it running and this returns False, as for any review already there."""
+        try:
+            await retry_transient(lambda: self.client.start_workflow(
+                CertificateWorkflow.run, CertificateInput(case_reference=case_reference),
+                id=workflow_id_for(case_reference), task_queue=self.task_queue,
+                static_summary=static_summary(case_reference, provider_firm_id),
+                static_details=static_details(case_reference, provider_firm_id),
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL), f"start {case_reference}")
+        except WorkflowAlreadyStartedError:
+            return False
+        return True
+
+    async def record_activity(self, case_reference: str, event: ActivityEvent) -> None:
+        """What an activity source sends: signal-with-start of `record_activity`. Raises
+        CertificateClosed when the certificate's review has ended. A transient failure is
+        retried: an event delivered twice is recorded once (the ledger is keyed by event id)."""
+        try:
+            await retry_transient(lambda: self.client.start_workflow(
+                CertificateWorkflow.run, CertificateInput(case_reference=case_reference),
+                id=workflow_id_for(case_reference), task_queue=self.task_queue,
+                # An activity source knows no firm; a new review here is of an unregistered one.
+                static_summary=static_summary(case_reference, None),
+                static_details=static_details(case_reference, None),
+                start_signal=CertificateWorkflow.record_activity.__name__, start_signal_args=[event],
+                # A closed certificate stays closed: never start a second review for it.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING), f"record_activity {case_reference}")
+        except WorkflowAlreadyStartedError:
+            raise CertificateClosed(case_reference) from None
+
+    # --- signals -------------------------------------------------------------------------
+
+    async def _signal(self, case_reference: str, signal: Any, *args: Any) -> bool:
+        """Signal a running certificate; False when none is running."""
+        try:
+            await self.handle(case_reference).signal(signal, *args)
+        except RPCError as err:
+            if _not_found(err):  # never started, or ended
+                return False
+            raise
+        return True
+
+    async def registration_updated(self, case_reference: str) -> bool:
+        """Tell a running certificate that its registry entry changed."""
+        return await self._signal(case_reference, CertificateWorkflow.registration_updated)
+
+    async def policy_changed(self, case_reference: str) -> bool:
+        """Tell a running certificate that a policy version was added; False when none is running."""
+        return await self._signal(case_reference, CertificateWorkflow.policy_changed)
+
+    async def outages_changed(self, case_reference: str) -> bool:
+        """Tell a running certificate that an outage was declared; False when none is running."""
+        return await self._signal(case_reference, CertificateWorkflow.outages_changed)
+
+    async def send_decision(self, case_reference: str, request: LaaDecisionRequest) -> None:
+        """A caseworker's decision as the `laa_decision` signal (no answer; a refusal is audited)."""
+        if not await self._signal(case_reference, CertificateWorkflow.laa_decision, request):
+            raise CertificateNotFound(case_reference)
+
+    async def close(self, case_reference: str, request: CloseCertificateRequest) -> None:
+        """Closed elsewhere (discharged): the `close_certificate` signal."""
+        if not await self._signal(case_reference, CertificateWorkflow.close_certificate, request):
+            raise CertificateNotFound(case_reference)
+
+    # --- updates -------------------------------------------------------------------------
+
+    async def respond(self, case_reference: str, request: RespondRequest) -> RespondResult:
+        """The provider's answer; a refusal raises MessageRefused with the rules' code."""
+        result: RespondResult = await self._update(case_reference, CertificateWorkflow.respond, request)
+        return result
+
+    async def decide(self, case_reference: str, request: LaaDecisionRequest) -> DecideResult:
+        """A caseworker's decision as the `decide` update; a refusal raises MessageRefused."""
+        decided: DecideResult = await self._update(case_reference, CertificateWorkflow.decide, request)
+        return decided
+
+    async def reassign(self, case_reference: str, request: ReassignContactRequest) -> ReassignContactResult:
+        """A Cross Office user points the certificate at another provider user."""
+        result: ReassignContactResult = await self._update(case_reference, CertificateWorkflow.reassign_contact,
+                                                           request)
+        return result
+
+    async def _update(self, case_reference: str, update: Any, request: Any) -> Any:
+        """Run an update; its refusal comes back as MessageRefused, an unknown certificate as
+        CertificateNotFound. (`update` is Any: the SDK's stubs read an async update's
+        coroutine as its result type.)"""
+        try:
+            return await self.handle(case_reference).execute_update(update, request)
+        except WorkflowUpdateFailedError as err:
+            raise _refused(err) from None
+        except RPCError as err:
+            if _not_found(err):
+                raise CertificateNotFound(case_reference) from None
+            raise
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def worker_polling(self, within: timedelta = timedelta(seconds=90)) -> bool:
+        """Whether a worker has polled the task queue for workflow tasks lately. A live worker
+        polls again at least every minute; the server remembers a stopped one for minutes.
+        True when the server will not say (then the query itself finds out)."""
+        described = await self._describe_task_queue(report_stats=False)
+        if described is None:
+            return True
+        since = datetime.now(UTC) - within
+        return any(p.last_access_time.ToDatetime(UTC) >= since for p in described.pollers)
+
+    async def backlog(self) -> int | None:
+        """Workflow tasks waiting for a worker on the engine's task queue (the server's
+        estimate); None when the server cannot say (the time-skipping test server)."""
+        described = await self._describe_task_queue(report_stats=True)
+        if described is None or not described.HasField("stats"):
+            return None
+        return int(described.stats.approximate_backlog_count)
+
+    async def _describe_task_queue(self, *, report_stats: bool) -> DescribeTaskQueueResponse | None:
+        """The engine's workflow task queue as the server sees it; None when the server will
+        not say (no permission, or not implemented, as on the time-skipping test server)."""
+        try:
+            return await retry_transient(lambda: self.client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(namespace=self.client.namespace, task_queue=TaskQueue(name=self.task_queue),
+                                         task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                                         report_stats=report_stats)), "describe_task_queue")
+        except RPCError as err:
+            if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+                return None
+            raise
+
+    async def status(self, case_reference: str, rpc_timeout: timedelta | None = None) -> CertificateStatus:
+        """The `status` query: the certificate's whole state. Raises NoWorker at once when no
+        worker polls (a query would otherwise wait for one until it times out)."""
+        # A query that met a stale run of the worker's cache (workflows/clock.py) failed
+        # without harm, and the run it met is gone: asking again reads the real one.
+        attempt = 0
+        while True:
+            try:
+                return await self._status(case_reference, rpc_timeout)
+            except WorkflowQueryFailedError as err:
+                if STALE_CLOCK not in str(err) or attempt == STALE_QUERY_RETRIES:
+                    raise RuntimeError(f"status of {case_reference} failed: {err}") from None
+            attempt += 1
+            await asyncio.sleep(0.1)
+
+    async def _status(self, case_reference: str, rpc_timeout: timedelta | None) -> CertificateStatus:
+        try:
+            return await self.handle(case_reference).query(CertificateWorkflow.status, rpc_timeout=rpc_timeout)
+        except RPCError as err:
+            if _not_found(err):
+                raise CertificateNotFound(case_reference) from None
+            if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) \
+                    or "no poller" in str(err).lower() or "timeout" in str(err).lower():
+                raise NoWorker(self.task_queue) from None
+            raise
+
+    async def list_certificates(self, stage: str | None = None, firm: str | None = None, *, running: bool = False,
+                   limit: int | None = None) -> AsyncIterator[CertificateListing]:
+        """Certificates by stage and firm, from Temporal visibility (eventually consistent)."""
+        async for listing in self._listings(list_query(stage, firm, running=running), limit):
+            yield listing
+
+    async def list_queue(self, kind: str | None = None, firm: str | None = None,
+                         limit: int | None = None) -> AsyncIterator[CertificateListing]:
+        """The certificates in an LAA queue (see `queue_query`), from Temporal visibility."""
+        async for listing in self._listings(queue_query(kind, firm), limit):
+            yield listing
+
+    async def _listings(self, query: str, limit: int | None) -> AsyncIterator[CertificateListing]:
+        async for execution in self.client.list_workflows(query, limit=limit):
+            attrs = execution.typed_search_attributes
+            yield CertificateListing(
+                case_reference=attrs.get(CASE_REFERENCE) or execution.id.removeprefix("certificate-"),
+                stage=attrs.get(ICR_STAGE), provider_firm_id=attrs.get(PROVIDER_FIRM_ID),
+                inactivity_deadline=attrs.get(INACTIVITY_DEADLINE),
+                response_due_date=attrs.get(RESPONSE_DUE_DATE), open_task_kind=attrs.get(OPEN_TASK_KIND),
+                notification_cycle=attrs.get(NOTIFICATION_CYCLE))
+
+
+def _refused(err: WorkflowUpdateFailedError) -> MessageRefused:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return MessageRefused(cause.type or "refused", cause.message)
+    return MessageRefused("refused", str(cause or err))
+
+
+def stages_of(listings: Iterable[CertificateListing]) -> dict[str, list[str]]:
+    """Case references grouped by stage, every stage present."""
+    found: dict[str, list[str]] = {stage.value: [] for stage in IcrStage}
+    for listing in listings:
+        if listing.stage in found:
+            found[listing.stage].append(listing.case_reference)
+    return found

@@ -1,0 +1,210 @@
+"""Wiring: the Temporal client, the database pool and the worker, from settings."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+import structlog
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    TLSConfig,
+)
+from temporalio.runtime import PrometheusConfig, TelemetryConfig
+from temporalio.runtime import Runtime as TemporalRuntime
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Interceptor, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.certificate_activities import CertificateActivities
+from activities.mail_activities import MailActivities
+from icr.adapters.db.migrate import migrate
+from icr.adapters.db.outbox import Outbox
+from icr.adapters.db.store import Store
+from icr.adapters.mail.mailer import Mailer
+from icr.adapters.temporal.client import CertificateClient
+from icr.adapters.temporal.codec import EncryptionCodec, data_converter
+from icr.adapters.temporal.metrics import EngineMetrics
+from icr.runtime.keyring import payload_keys
+from icr.runtime.mail import mail_config
+from icr.runtime.servers import Services, services
+from icr.runtime.settings import Settings
+from workflows.certificate import CertificateWorkflow
+from workflows.digest import DIGEST_WORKFLOW_ID, DailyDigestWorkflow
+from workflows.search_attributes import SEARCH_ATTRIBUTES
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_METRICS_PORT = 9464
+
+
+def _free_port(host: str, first: int) -> int:
+    for port in range(first, first + 100):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port for metrics in {first}..{first + 99}: set ICR_METRICS_PORT")
+
+
+def metrics_runtime(settings: Settings) -> tuple[TemporalRuntime | None, str | None]:
+    """A Temporal runtime exporting the SDK's metrics (and the engine's counters, made from its
+    meter) to Prometheus, and the URL it serves; (None, None) when ICR_METRICS_PORT=0."""
+    if settings.metrics_port == 0:
+        return None, None
+    port = settings.metrics_port or _free_port(settings.metrics_host, DEFAULT_METRICS_PORT)
+    runtime = TemporalRuntime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
+        bind_address=f"{settings.metrics_host}:{port}")))
+    shown = "127.0.0.1" if settings.metrics_host in ("0.0.0.0", "") else settings.metrics_host
+    return runtime, f"http://{shown}:{port}/metrics"
+
+
+async def connect_temporal(settings: Settings, address: str, runtime: TemporalRuntime | None = None) -> Client:
+    tls: bool | TLSConfig = settings.temporal_tls
+    if settings.temporal_tls_ca_cert or settings.temporal_tls_client_cert:
+        tls = TLSConfig(
+            server_root_ca_cert=settings.temporal_tls_ca_cert.read_bytes() if settings.temporal_tls_ca_cert else None,
+            client_cert=settings.temporal_tls_client_cert.read_bytes() if settings.temporal_tls_client_cert else None,
+            client_private_key=settings.temporal_tls_client_key.read_bytes() if settings.temporal_tls_client_key else None,
+        )
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    keys = payload_keys(settings, embedded=settings.temporal_address is None)
+    return await Client.connect(
+        address, namespace=settings.temporal_namespace, api_key=api_key, runtime=runtime,
+        tls=tls or bool(api_key), data_converter=data_converter(EncryptionCodec(keys) if keys else None))
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> None:
+    """Register the contract's search attributes that the server does not know yet: a
+    workflow that upserts an unknown one fails every workflow task. Tolerates a server that
+    cannot list them (the time-skipping test server) and attributes that already exist
+    (registered by ops, or by another worker starting at the same moment)."""
+    try:
+        known = set((await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace))).custom_attributes)
+    except RPCError as err:
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        known = set()
+    added = []
+    for name, key in SEARCH_ATTRIBUTES.items():
+        if name in known:
+            continue
+        try:
+            await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+                namespace=namespace,
+                search_attributes={name: IndexedValueType.ValueType(key.indexed_value_type.value)}))
+            added.append(name)
+        except RPCError as err:
+            if err.status == RPCStatusCode.ALREADY_EXISTS or "already exists" in str(err).lower():
+                continue
+            raise
+    if added:
+        log.info("search_attributes_registered", names=added)
+
+
+@contextlib.asynccontextmanager
+async def database(url: str, pool_size: int = 10) -> AsyncIterator[Store]:
+    """A migrated database's store."""
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        yield Store(pool)
+    finally:
+        await pool.close()
+
+
+async def ensure_digest_schedule(client: Client, task_queue: str) -> None:
+    """The daily digest runs at 07:00 UK time; creating it twice is harmless."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(DailyDigestWorkflow.run, id=DIGEST_WORKFLOW_ID, task_queue=task_queue),
+        spec=ScheduleSpec(cron_expressions=["0 7 * * *"], time_zone_name="Europe/London"),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP))
+    try:
+        await client.create_schedule(DIGEST_WORKFLOW_ID, schedule)
+        log.info("digest_schedule_created", schedule_id=DIGEST_WORKFLOW_ID)
+    except ScheduleAlreadyRunningError:
+        pass
+    except RPCError as err:
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        # The time-skipping test server has no schedules: the worker still serves.
+        log.warning("digest_schedule_unavailable", reason="the server does not offer schedules")
+
+
+def build_worker(client: Client, store: Store, settings: Settings, mailer: Mailer | None = None, *,
+                 certificate_workflow: type[CertificateWorkflow] = CertificateWorkflow,
+                 interceptors: Sequence[Interceptor] = ()) -> Worker:
+    """The engine's worker. `mailer`: how the daily digest is sent (see icr.runtime.mail.mail_server);
+    by default the SMTP server in settings, if any. Tests may register a subclass of the
+    certificate workflow (a low history limit) or interceptors (a crash between two steps);
+    production passes neither."""
+    activities = CertificateActivities(store, EngineMetrics(client.service_client.config.runtime.metric_meter
+                                                            if client.service_client.config.runtime else None))
+    mail = MailActivities(mailer or Mailer(Outbox(store.pool), mail_config(settings)))
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[certificate_workflow, DailyDigestWorkflow],
+        activities=activities.all() + mail.all(),
+        interceptors=interceptors,
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_local_activities=settings.max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.max_cached_workflows,
+        max_concurrent_workflow_task_polls=settings.workflow_task_pollers,
+        max_concurrent_activity_task_polls=settings.activity_task_pollers,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+        # The sandbox would import the workflow modules afresh for every workflow it creates,
+        # and with no sticky cache that is every workflow task: about half the worker's CPU
+        # per onboarding (measured). Passed through like `icr.domain.rules`: their module state is
+        # constants only, and determinism rests on the rules taking `now` as an argument and
+        # on the replay tests of recorded histories.
+        workflow_runner=workflow_runner(),
+    )
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox the engine's workflows run in, on a worker and in a replayer."""
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
+
+
+@dataclass
+class Runtime:
+    client: Client
+    store: Store
+    services: Services
+    settings: Settings
+
+    @property
+    def certificates(self) -> CertificateClient:
+        """The typed client of the certificates' workflows on this runtime's task queue."""
+        return CertificateClient(self.client, self.settings.task_queue)
+
+
+@contextlib.asynccontextmanager
+async def connected(settings: Settings, runtime: TemporalRuntime | None = None) -> AsyncIterator[Runtime]:
+    """The servers (embedded unless configured), a Temporal client and a migrated database."""
+    async with services(settings) as svc:
+        client = await connect_temporal(settings, svc.temporal_address, runtime)
+        await ensure_search_attributes(client, settings.temporal_namespace)
+        async with database(svc.database_url, settings.db_pool_size) as store:
+            yield Runtime(client, store, svc, settings)

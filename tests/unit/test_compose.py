@@ -1,0 +1,104 @@
+"""docker-compose.yml cannot run on this machine (no Docker): this reads it and checks that
+every service, port, variable and volume the README's 'Operating at scale' names is there,
+that Temporal runs on temporalio/server after a schema job (not the deprecated auto-setup),
+and that Prometheus scrapes the server's and every worker's metrics endpoint."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def readme_stack_table() -> list[dict[str, str]]:
+    """The rows of the README's stack table (under 'Operating at scale')."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Operating at scale"):]
+    section = section[:section.index("\n## ", 5)] if "\n## " in section[5:] else section
+    table = section[section.index("| service |"):]
+    rows = []
+    for line in table.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows.append({"service": cells[0], "ports": cells[1], "variables": cells[2], "volumes": cells[3]})
+    return rows
+
+
+def names(cell: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def test_every_service_port_variable_and_volume_the_readme_names_is_in_the_compose_file() -> None:
+    services = compose()["services"]
+    volumes = compose().get("volumes", {})
+    rows = readme_stack_table()
+    assert {names(r["service"])[0] for r in rows} == set(services), "the README's table lists every service"
+    for row in rows:
+        name = names(row["service"])[0]
+        service = services[name]
+        published = [str(p) for p in service.get("ports", [])] + [str(p) for p in service.get("expose", [])]
+        for port in names(row["ports"]):
+            assert any(p == port or p.endswith(f":{port}") or p.endswith(f":{port}:{port}") for p in published), \
+                f"{name}: port {port} is not published or exposed ({published})"
+        env = service.get("environment", {})
+        for variable in names(row["variables"]):
+            assert variable in env, f"{name}: variable {variable} is not set"
+        mounts = [str(v).split(":")[0] for v in service.get("volumes", [])]
+        for volume in names(row["volumes"]):
+            assert volume in mounts, f"{name}: volume {volume} is not mounted ({mounts})"
+            if not volume.startswith("."):
+                assert volume in volumes, f"volume {volume} is not declared"
+            elif volume.startswith("./deploy/"):  # shipped with the repository (certs are the operator's)
+                assert (ROOT / volume).exists(), f"{volume} is not in the repository"
+
+
+def test_temporal_runs_on_the_server_image_after_a_schema_job_not_auto_setup() -> None:
+    services = compose()["services"]
+    images = {name: s.get("image", "") for name, s in services.items()}
+    assert not any("auto-setup" in image for image in images.values())
+    assert images["temporal"].startswith("temporalio/server:")
+    assert images["temporal-schema"].startswith("temporalio/admin-tools:")
+    schema = "\n".join(services["temporal-schema"]["command"])
+    assert "setup-schema" in schema and "update-schema" in schema and "temporal_visibility" in schema
+    depends = services["temporal"]["depends_on"]
+    assert depends["temporal-schema"]["condition"] == "service_completed_successfully"
+    assert services["worker"]["depends_on"]["temporal-setup"]["condition"] == "service_completed_successfully"
+    assert "namespace create" in "\n".join(services["temporal-setup"]["command"])
+
+
+def test_prometheus_scrapes_the_server_and_every_worker() -> None:
+    services = compose()["services"]
+    assert services["temporal"]["environment"]["PROMETHEUS_ENDPOINT"].endswith(":8000")
+    worker_port = services["worker"]["environment"]["ICR_METRICS_PORT"]
+    config_path = next(v.split(":")[0] for v in services["prometheus"]["volumes"] if "prometheus.yml" in v)
+    config = yaml.safe_load((ROOT / config_path).read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["temporal-server"]["static_configs"][0]["targets"] == ["temporal:8000"]
+    dns = jobs["icr-worker"]["dns_sd_configs"][0]
+    assert dns["names"] == ["worker"] and str(dns["port"]) == worker_port
+
+
+def test_no_default_secrets_and_encryption_keys_on_the_workers() -> None:
+    services = compose()["services"]
+    for name in ("worker", "codec-server"):
+        assert ":?" in services[name]["environment"]["ICR_PAYLOAD_KEYS"], f"{name} has a default key"
+    assert ":?" in services["temporal"]["environment"]["POSTGRES_PWD"]
+    assert "sslmode=require" in services["worker"]["environment"]["DATABASE_URL"]
+
+
+def test_the_server_reads_the_shipped_dynamic_config_with_eager_activities() -> None:
+    temporal = compose()["services"]["temporal"]
+    path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    source = next(v.split(":")[0] for v in temporal["volumes"] if v.split(":")[1] == path)
+    config = yaml.safe_load((ROOT / source).read_text())
+    assert config["system.enableActivityEagerExecution"] == [{"value": True}]

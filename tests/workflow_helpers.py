@@ -1,0 +1,77 @@
+"""Helpers shared by the workflow-level tests (and the history recorder): certificates started
+on the time-skipping server, the `status` query, search attributes read raw, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TypeVar
+
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import WorkflowHandle
+
+from icr.domain.models import CertificateStatus, RespondRequest, RespondResult
+from tests.conftest import Engine, add_certificate, add_user
+from workflows.certificate import CertificateWorkflow
+
+T = TypeVar("T")
+
+DAY = timedelta(days=1)
+
+
+async def status(handle: WorkflowHandle) -> CertificateStatus:
+    return await handle.query(CertificateWorkflow.status)
+
+
+async def search_attributes(engine: Engine, handle: WorkflowHandle) -> dict[str, object]:
+    """Read raw: the time-skipping server's describe() cannot decode an unset Datetime."""
+    raw = await engine.client.workflow_service.describe_workflow_execution(
+        DescribeWorkflowExecutionRequest(namespace="default", execution={"workflow_id": handle.id}))
+    fields = raw.workflow_execution_info.search_attributes.indexed_fields
+    return {name: json.loads(payload.data) if payload.data else None for name, payload in fields.items()}
+
+
+async def run_id(engine: Engine, handle: WorkflowHandle) -> str:
+    raw = await engine.client.workflow_service.describe_workflow_execution(
+        DescribeWorkflowExecutionRequest(namespace="default", execution={"workflow_id": handle.id}))
+    return raw.workflow_execution_info.execution.run_id
+
+
+async def started_certificate(engine: Engine, inactive: timedelta, ref: str | None = None, *,
+                              poa_paid: str = "0.00", poa_recouped: str = "0.00") -> WorkflowHandle:
+    """A registered certificate (contact CASEWORKER1) last active `inactive` ago, its
+    workflow started and its first steps taken."""
+    ref = ref or engine.ref
+    now = await engine.now()
+    await add_user(engine.store, "CASEWORKER1", ["case_management"])
+    await add_certificate(engine.store, ref, last_activity_at=now - inactive,
+                          poa_paid=poa_paid, poa_recouped=poa_recouped)
+    handle = await engine.start(ref)
+    await engine.env.sleep(1)
+    return handle
+
+
+async def due_certificate(engine: Engine, ref: str | None = None, *, poa_paid: str = "0.00",
+                          poa_recouped: str = "0.00") -> WorkflowHandle:
+    """A registered certificate whose last activity was 608 days ago: due at once."""
+    return await started_certificate(engine, 608 * DAY, ref, poa_paid=poa_paid, poa_recouped=poa_recouped)
+
+
+async def respond(handle: WorkflowHandle, response: str, user: str = "CASEWORKER1",
+                  message: str | None = None) -> RespondResult:
+    return await handle.execute_update(
+        CertificateWorkflow.respond, RespondRequest(user_login_id=user, response=response, message=message))
+
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], seconds: float = 15) -> T:
+    """Poll (in real time; time-skipping is locked meanwhile) until `ok(probe())`."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        value = await probe()
+        if ok(value):
+            return value
+        assert asyncio.get_running_loop().time() < deadline, f"still {value!r}"
+        await asyncio.sleep(0.05)
