@@ -12,7 +12,7 @@ provider user with open notifications gets one e-mail, delivered into the local 
 under the data directory unless ICR_SMTP_HOST names a real server.
 
 While it runs, new certificates keep arriving (one per firm a minute, falling due at once),
-so every stage stays populated and the README's list filters keep returning rows.
+so every stage stays populated and the list filters of docs/caseworker-guide.md keep returning rows.
 """
 
 from __future__ import annotations

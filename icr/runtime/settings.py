@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     task_queue: str = Field(default=TASK_QUEUE, validation_alias="ICR_TASK_QUEUE")
     temporal_port: int = Field(default=7233, validation_alias="ICR_TEMPORAL_PORT")
     ui_port: int = Field(default=8233, validation_alias="ICR_UI_PORT")
-    # Worker tuning (README 'Operating at scale').
+    # Worker tuning (docs/operations.md, 'Workers').
     max_concurrent_activities: int = Field(default=100, validation_alias="ICR_MAX_CONCURRENT_ACTIVITIES")
     max_concurrent_workflow_tasks: int = Field(default=100, validation_alias="ICR_MAX_CONCURRENT_WORKFLOW_TASKS")
     workflow_task_pollers: int = Field(default=8, validation_alias="ICR_WORKFLOW_TASK_POLLERS")
@@ -82,5 +82,5 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_env(cls) -> Settings:
-        """From the process environment (variables named as in the README)."""
+        """From the process environment (variables named as in docs/deployment.md and docs/operations.md)."""
         return cls()

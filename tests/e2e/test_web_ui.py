@@ -132,7 +132,7 @@ async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any
 
 
 def link(ui_port: int, query: str) -> str:
-    """The list filter's link, as the README and `starter.py queue` print it."""
+    """The list filter's link, as `./run demo` and `starter.py queue` print it."""
     return f"http://127.0.0.1:{ui_port}/namespaces/default/workflows?query={quote(query, safe='')}"
 
 

@@ -7,7 +7,7 @@ Each branch is scripted on the time-skipping server against embedded PostgreSQL 
 real activities, and its history is written to tests/histories/<branch>.json (a branch that
 continues as new writes one file per run). tests/workflow/test_replay.py replays every file against
 the current code: a change that alters the commands a certificate issues fails it. Until the
-first release (see the README) such a change re-records the histories it affects, in the same
+first release (see docs/reliability.md) such a change re-records the histories it affects, in the same
 commit; from the first release on, it is gated with `workflow.patched` and adds its own.
 """
 

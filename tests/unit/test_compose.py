@@ -1,5 +1,5 @@
 """docker-compose.yml cannot run on this machine (no Docker): this reads it and checks that
-every service, port, variable and volume the README's 'Operating at scale' names is there,
+every service, port, variable and volume the stack table of docs/deployment.md names is there,
 that Temporal runs on temporalio/server after a schema job (not the deprecated auto-setup),
 and that Prometheus scrapes the server's and every worker's metrics endpoint."""
 
@@ -19,10 +19,10 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
-def readme_stack_table() -> list[dict[str, str]]:
-    """The rows of the README's stack table (under 'Operating at scale')."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Operating at scale"):]
+def stack_table() -> list[dict[str, str]]:
+    """The rows of the stack table in docs/deployment.md (its section 'The stack')."""
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    section = text[text.index("## The stack (`docker-compose.yml`)"):]
     section = section[:section.index("\n## ", 5)] if "\n## " in section[5:] else section
     table = section[section.index("| service |"):]
     rows = []
@@ -38,11 +38,11 @@ def names(cell: str) -> list[str]:
     return re.findall(r"`([^`]+)`", cell)
 
 
-def test_every_service_port_variable_and_volume_the_readme_names_is_in_the_compose_file() -> None:
+def test_every_service_port_variable_and_volume_the_deployment_page_names_is_in_the_compose_file() -> None:
     services = compose()["services"]
     volumes = compose().get("volumes", {})
-    rows = readme_stack_table()
-    assert {names(r["service"])[0] for r in rows} == set(services), "the README's table lists every service"
+    rows = stack_table()
+    assert {names(r["service"])[0] for r in rows} == set(services), "docs/deployment.md's table lists every service"
     for row in rows:
         name = names(row["service"])[0]
         service = services[name]

@@ -1,7 +1,7 @@
 """Running certificates survive a release: every committed history (tests/histories/, one
 per lifecycle branch, recorded by `python -m tests.histories.record`) replays against the
 current workflow code. A change that alters the commands a certificate issues fails here;
-see the README, "Changing the workflow safely"."""
+see docs/reliability.md, "Changing the workflow safely"."""
 
 from __future__ import annotations
 

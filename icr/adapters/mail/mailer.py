@@ -1,6 +1,6 @@
 """Sending the daily digest: claim an outbox row, render it, send it by SMTP, mark it.
 
-What is guaranteed (the README says the same):
+What is guaranteed (docs/operations.md, 'The daily digest e-mail', says the same):
 - At most one digest row per provider user per UK day (the outbox's primary key), and a row
   is marked sent once.
 - A row is claimed before it is sent, for a lease (10 minutes); a sender gives up on one
