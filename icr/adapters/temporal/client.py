@@ -10,6 +10,7 @@ query by string; only the contract tests do, on purpose, as an outside system wo
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -63,7 +65,9 @@ STALE_QUERY_RETRIES = 3
 # A busy or restarting server's "not now" (the SDK itself retries only some of these): one
 # "operation was canceled" from a dev server at full load once left a row of a 100,000-row
 # import without its review, and the import ended with an error. Calls that are safe to
-# repeat ask again, with a growing pause.
+# repeat ask again, with a growing pause: starts (the id is unique), signals (each of the
+# engine's signals is harmless twice: see `_signal`), updates (under one update id, which the
+# server answers once) and queries (they change nothing).
 TRANSIENT = frozenset({RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE,
                        RPCStatusCode.RESOURCE_EXHAUSTED})
 TRANSIENT_RETRIES = 5
@@ -73,6 +77,18 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
+def transient_status(err: BaseException) -> RPCStatusCode | None:
+    """The transient status a call failed with, or None when the failure is not transient.
+    An update's timed-out or cancelled call reaches us as the SDK's
+    WorkflowUpdateRPCTimeoutOrCancelledError, caused by the server's answer; caused by our
+    own cancellation (Ctrl-C) instead, it is not transient and is never asked again."""
+    if isinstance(err, WorkflowUpdateRPCTimeoutOrCancelledError):
+        err = err.__cause__  # type: ignore[assignment]
+    if isinstance(err, RPCError) and err.status in TRANSIENT:
+        return err.status
+    return None
+
+
 async def retry_transient(call: Callable[[], Awaitable[T]], what: str) -> T:
     """`call()`, asked again up to TRANSIENT_RETRIES times while the server answers with a
     transient status; any other error, or the last transient one, is raised."""
@@ -80,13 +96,13 @@ async def retry_transient(call: Callable[[], Awaitable[T]], what: str) -> T:
     while True:
         try:
             return await call()
-        except RPCError as err:
-            if err.status not in TRANSIENT or attempt == TRANSIENT_RETRIES:
+        except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+            status = transient_status(err)
+            if status is None or attempt == TRANSIENT_RETRIES:
                 raise
             pause = TRANSIENT_PAUSE * 2 ** attempt
             attempt += 1
-            log.warning("server_call_retried", call=what, status=err.status.name, error=err.message,
-                        attempt=attempt, pause_s=pause)
+            log.warning("server_call_retried", call=what, status=status.name, attempt=attempt, pause_s=pause)
             await asyncio.sleep(pause)
 
 
@@ -220,12 +236,26 @@ class CertificateClient:
     # --- signals -------------------------------------------------------------------------
 
     async def _signal(self, case_reference: str, signal: Any, *args: Any) -> bool:
-        """Signal a running certificate; False when none is running."""
+        """Signal a running certificate; False when none is running. A transient failure is
+        retried: every signal the engine sends is harmless twice (the `*_changed` and
+        `registration_updated` signals only make the certificate read the registry again; a
+        repeated `close_certificate` finds the certificate closed; a repeated `laa_decision`
+        names a task that is no longer open, and is refused and audited)."""
+        handle = self.handle(case_reference)
+        attempts = 0
+
+        async def send() -> None:
+            nonlocal attempts
+            attempts += 1
+            await handle.signal(signal, *args)
+
         try:
-            await self.handle(case_reference).signal(signal, *args)
+            await retry_transient(send, f"signal {signal.__name__} {case_reference}")
         except RPCError as err:
             if _not_found(err):  # never started, or ended
-                return False
+                # After a failed attempt the server may have taken that one, and the certificate
+                # may have ended by it (a close, a decision to close): delivered, as far as can be known.
+                return attempts > 1
             raise
         return True
 
@@ -253,28 +283,40 @@ class CertificateClient:
 
     # --- updates -------------------------------------------------------------------------
 
-    async def respond(self, case_reference: str, request: RespondRequest) -> RespondResult:
+    # A transient failure of an update is retried under the same update id: the server
+    # takes an update id once per run, and a retry of one it has taken gets its first answer
+    # (not a second response). A caller that retries after its own timeout or crash passes
+    # the id it used before (the portal: its Idempotency-Key).
+
+    async def respond(self, case_reference: str, request: RespondRequest, *,
+                      update_id: str | None = None) -> RespondResult:
         """The provider's answer; a refusal raises MessageRefused with the rules' code."""
-        result: RespondResult = await self._update(case_reference, CertificateWorkflow.respond, request)
+        result: RespondResult = await self._update(case_reference, CertificateWorkflow.respond, request, update_id)
         return result
 
-    async def decide(self, case_reference: str, request: LaaDecisionRequest) -> DecideResult:
+    async def decide(self, case_reference: str, request: LaaDecisionRequest, *,
+                     update_id: str | None = None) -> DecideResult:
         """A caseworker's decision as the `decide` update; a refusal raises MessageRefused."""
-        decided: DecideResult = await self._update(case_reference, CertificateWorkflow.decide, request)
+        decided: DecideResult = await self._update(case_reference, CertificateWorkflow.decide, request, update_id)
         return decided
 
-    async def reassign(self, case_reference: str, request: ReassignContactRequest) -> ReassignContactResult:
+    async def reassign(self, case_reference: str, request: ReassignContactRequest, *,
+                       update_id: str | None = None) -> ReassignContactResult:
         """A Cross Office user points the certificate at another provider user."""
         result: ReassignContactResult = await self._update(case_reference, CertificateWorkflow.reassign_contact,
-                                                           request)
+                                                           request, update_id)
         return result
 
-    async def _update(self, case_reference: str, update: Any, request: Any) -> Any:
-        """Run an update; its refusal comes back as MessageRefused, an unknown certificate as
-        CertificateNotFound. (`update` is Any: the SDK's stubs read an async update's
-        coroutine as its result type.)"""
+    async def _update(self, case_reference: str, update: Any, request: Any, update_id: str | None) -> Any:
+        """Run an update under `update_id` (a new one when None), retried under that same id
+        after a transient failure; its refusal comes back as MessageRefused, an unknown
+        certificate as CertificateNotFound. (`update` is Any: the SDK's stubs read an async
+        update's coroutine as its result type.)"""
+        handle = self.handle(case_reference)
+        update_id = update_id or str(uuid.uuid4())
         try:
-            return await self.handle(case_reference).execute_update(update, request)
+            return await retry_transient(lambda: handle.execute_update(update, request, id=update_id),
+                                         f"update {update.__name__} {case_reference}")
         except WorkflowUpdateFailedError as err:
             raise _refused(err) from None
         except RPCError as err:
@@ -331,8 +373,20 @@ class CertificateClient:
             await asyncio.sleep(0.1)
 
     async def _status(self, case_reference: str, rpc_timeout: timedelta | None) -> CertificateStatus:
+        handle = self.handle(case_reference)
+
+        async def ask() -> CertificateStatus:
+            try:
+                return await handle.query(CertificateWorkflow.status, rpc_timeout=rpc_timeout)
+            except RPCError as err:
+                # A query waits for a worker: its timeout is worth asking again only if one polls.
+                if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) \
+                        and not await self.worker_polling():
+                    raise NoWorker(self.task_queue) from None
+                raise
+
         try:
-            return await self.handle(case_reference).query(CertificateWorkflow.status, rpc_timeout=rpc_timeout)
+            return await retry_transient(ask, f"query status {case_reference}")
         except RPCError as err:
             if _not_found(err):
                 raise CertificateNotFound(case_reference) from None
