@@ -9,9 +9,12 @@ upserts, which compare, write and audit in one transaction, so importing the sam
 again changes nothing.
 
 Certificates: each good row also makes sure its CertificateWorkflow runs (started with
-REJECT_DUPLICATE, so a completed certificate is never reopened) and, when the row changed
-a certificate whose workflow was already running, signals `registration_updated`. A
-certificate closed in the registry is left exactly as it is: not rewritten, not started.
+REJECT_DUPLICATE, so a completed certificate is never reopened) and, when its workflow was
+already running, signals `registration_updated`, changed or not: a run that committed a
+change and died (or whose signal failed) before the signal reached the review leaves the
+row unchanged for the next run, which must still tell the review. Reading the registry
+again is harmless. A certificate closed in the registry is left exactly as it is: not
+rewritten, not started.
 """
 
 from __future__ import annotations
@@ -550,8 +553,9 @@ async def import_certificates(store: Store, certificates: CertificateClient, pat
                               now: datetime, concurrency: int = CONCURRENCY, max_backlog: int = MAX_BACKLOG,
                               on_progress: ProgressListener | None = None) -> ImportReport:
     """Resumable: a re-run after an interruption finds the rows already written unchanged and
-    their workflows already running (one cheap start refused by the server each), starts the
-    workflows the interruption missed, and duplicates nothing. Paced: new starts wait while
+    their workflows already running (one start refused by the server and one signal each),
+    starts the workflows the interruption missed, tells every running one to read its row
+    again, and duplicates nothing. Paced: new starts wait while
     more than `max_backlog` workflow tasks wait for a worker (0: unpaced)."""
     gate = BacklogGate(certificates.backlog, max_backlog, task_queue=certificates.task_queue,
                        worker_polling=certificates.worker_polling)
@@ -565,7 +569,7 @@ async def import_certificates(store: Store, certificates: CertificateClient, pat
         await gate.wait()
         if await certificates.start(c.case_reference, c.registration.provider_firm_id):
             report.workflows_started += 1  # it reads the registry itself on start
-        elif result.status != "unchanged" and await certificates.registration_updated(c.case_reference):
+        elif await certificates.registration_updated(c.case_reference):  # even unchanged: see the module's doc
             report.workflows_signalled += 1
         return result
 
@@ -579,7 +583,8 @@ async def import_certificates(store: Store, certificates: CertificateClient, pat
 async def import_exercise_responses(store: Store, certificates: CertificateClient | None, path: Path, *,
                                     actor: str, now: datetime) -> ImportReport:
     """No workflow is started here: a certificate's workflow reads its exercise response
-    when it starts, and a running one is told to read it again."""
+    when it starts, and a running one is told to read it again, even when the row is
+    unchanged (as for certificates: an earlier run may have died before telling it)."""
     def check_row(check: _Check) -> ExerciseResponse | None:
         ref = check("case_reference", _case_reference)
         response = check("response", _response)
@@ -590,8 +595,7 @@ async def import_exercise_responses(store: Store, certificates: CertificateClien
 
     async def write(exercise: ExerciseResponse, report: ImportReport) -> Upserted:
         result = await store.upsert_exercise_response(exercise, actor, now)
-        if certificates is not None and result.status != "unchanged" \
-                and await certificates.registration_updated(exercise.case_reference):
+        if certificates is not None and await certificates.registration_updated(exercise.case_reference):
             report.workflows_signalled += 1
         return result
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,7 +25,16 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from icr.adapters.db.store import Store
-from icr.domain.models import Caseworker, CertificateStatus, CloseCertificateRequest
+from icr.adapters.temporal import client as client_module
+from icr.adapters.temporal.client import TRANSIENT_RETRIES, CertificateClient
+from icr.domain.models import (
+    Caseworker,
+    CertificateStatus,
+    CloseCertificateRequest,
+    ExerciseResponse,
+    Registration,
+    Response,
+)
 from icr.domain.rules import UK, workflow_id_for
 from icr.services.importer import (
     ImportFileError,
@@ -34,6 +44,7 @@ from icr.services.importer import (
     import_users,
 )
 from tests.conftest import FIRM, OTHER_FIRM, Engine, add_user
+from tests.faults import Faults
 from tests.workflow_helpers import eventually
 
 DAY = timedelta(days=1)
@@ -345,7 +356,9 @@ async def test_the_same_files_twice_change_nothing_and_start_nothing_twice(
     first = await certificates(engine, certs, now)
     assert (first_users.imported, first.imported, first.workflows_started) == (2, 2, 2)
     for ref in (ref_a, ref_b):
-        await loaded(engine, ref)
+        # Neither has a last activity: both fall due at once, and raise their notification
+        # (audited) before the audit log is counted.
+        await eventually(lambda r=ref: status(engine, r), lambda s: s.stage == "AwaitingResponse")
     runs = {ref: await execution(engine, ref) for ref in (ref_a, ref_b)}
     audits = await count(engine.store, "SELECT count(*) FROM audit_log")
 
@@ -354,9 +367,12 @@ async def test_the_same_files_twice_change_nothing_and_start_nothing_twice(
     again = await certificates(engine, certs, later, actor="ops-bob")
     assert (again_users.imported, again_users.updated, again_users.unchanged, again_users.refused) == (0, 0, 2, [])
     assert (again.imported, again.updated, again.unchanged, again.refused) == (0, 0, 2, [])
-    assert (again.workflows_started, again.workflows_signalled) == (0, 0)
+    # Each running review is told again to read its row: an earlier run may have died between
+    # committing a change and telling the review.
+    assert (again.workflows_started, again.workflows_signalled) == (0, 2)
     assert again.ok
-    assert again.summary() == "certificates: 0 imported, 0 updated, 2 unchanged, 0 refused; 0 workflows started"
+    assert again.summary() == ("certificates: 0 imported, 0 updated, 2 unchanged, 0 refused; "
+                               "0 workflows started, 2 signalled")
     assert await count(engine.store, "SELECT count(*) FROM audit_log") == audits
     for ref in (ref_a, ref_b):
         run_id, state = await execution(engine, ref)
@@ -393,8 +409,67 @@ async def test_an_updated_row_updates_audits_and_tells_the_running_workflow(
     assert await execution(engine, ref_a) == run
 
     again = await certificates(engine, v2, later + DAY, actor="ops-bob")
-    assert (again.unchanged, again.workflows_signalled) == (1, 0)
+    assert (again.unchanged, again.workflows_signalled) == (1, 1)
     assert len([r for r in await engine.store.audit_of(ref_a) if r["action"] == "certificate_updated"]) == 1
+
+
+@pytest.mark.parametrize("lost", ["signal_failed", "died_after_commit"])
+async def test_a_re_run_reaches_the_review_an_interrupted_import_did_not_tell(
+        engine: Engine, tmp_path: Path, ref_a: str, lost: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = await engine.now()
+    await directory(engine.store)
+    last = now - 30 * DAY
+    await certificates(engine, csv_file(tmp_path, "v1.csv", [CERT_HEADER, cert_row(ref_a, last)]), now)
+    assert (await loaded(engine, ref_a)).provider_contact_login == "CASEWORKER1"
+    v2 = csv_file(tmp_path, "v2.csv", [CERT_HEADER, cert_row(ref_a, last, contact="CASEWORKER2")])
+    later = now + timedelta(hours=2)
+    if lost == "signal_failed":
+        # The row is committed, then every attempt to signal the review meets a busy server.
+        monkeypatch.setattr(client_module, "TRANSIENT_PAUSE", 0.0)
+        faults = Faults()
+        faults.fail("signal", RPCStatusCode.UNAVAILABLE, times=TRANSIENT_RETRIES + 1)
+        with pytest.raises(RPCError):
+            await import_certificates(engine.store, CertificateClient(faults.client(engine.client),
+                                                                      engine.task_queue),
+                                      v2, actor=ACTOR, now=later)
+    else:
+        # The process died between the row's commit and its signal.
+        [row] = v2.read_text().splitlines()[1:]
+        ref, firm, office, contact, granted_on, _, paid, recouped = row.split(",")
+        await engine.store.upsert_certificate(
+            ref, Registration(provider_firm_id=firm, office_code=office, provider_contact_login=contact,
+                              granted_on=date.fromisoformat(granted_on)),
+            last, Decimal(paid), Decimal(recouped), ACTOR, later)
+    assert (await engine.store.certificate_row(ref_a))["provider_contact_login"] == "CASEWORKER2"
+    assert (await status(engine, ref_a)).provider_contact_login == "CASEWORKER1"  # not told
+
+    # The operator re-runs the import, as the failed one advised: the row is unchanged now,
+    # and the review is still told.
+    again = await certificates(engine, v2, later + timedelta(minutes=5))
+    assert (again.unchanged, again.workflows_started, again.workflows_signalled, again.refused) == (1, 0, 1, [])
+    await eventually(lambda: status(engine, ref_a), lambda s: s.provider_contact_login == "CASEWORKER2")
+
+
+async def test_a_re_run_reaches_the_review_an_interrupted_exercise_import_did_not_tell(
+        engine: Engine, tmp_path: Path, ref_a: str,
+) -> None:
+    now = await engine.now()
+    await directory(engine.store)
+    # Due at once: a notification is open, which the exercise response answers when read.
+    await certificates(engine, csv_file(tmp_path, "c.csv", [CERT_HEADER, cert_row(ref_a, now - 608 * DAY)]), now)
+    await eventually(lambda: status(engine, ref_a), lambda s: s.stage == "AwaitingResponse")
+    exercise = ExerciseResponse(case_reference=ref_a, response=Response.COMPLETE_TO_BE_BILLED,
+                                reported_on=date(2024, 1, 15))
+    # The process died between the row's commit and its signal.
+    assert (await engine.store.upsert_exercise_response(exercise, ACTOR, now)).status == "imported"
+    assert (await status(engine, ref_a)).open_notification is not None  # not told
+    path = csv_file(tmp_path, "exercise.csv", ["case_reference,response,reported_on",
+                                               f"{ref_a},complete_to_be_billed,2024-01-15"])
+    again = await import_exercise_responses(engine.store, engine.certificates, path, actor=ACTOR, now=now)
+    assert (again.unchanged, again.workflows_signalled) == (1, 1)
+    s = await eventually(lambda: status(engine, ref_a), lambda s: s.open_notification is None)
+    assert s.on_exercise_list and s.stage == "LaaReview"
 
 
 async def test_an_imported_certificate_falls_due_from_its_last_activity(
@@ -507,7 +582,8 @@ async def test_exercise_responses(engine: Engine, tmp_path: Path, ref_a: str, re
     assert await no_workflow(engine, ref_b)  # the exercise import starts nothing
 
     again = await import_exercise_responses(engine.store, engine.certificates, path, actor=ACTOR, now=now + DAY)
-    assert (again.imported, again.updated, again.unchanged, again.workflows_signalled) == (0, 0, 2, 0)
+    # The running review is told again (an earlier run may have died before telling it).
+    assert (again.imported, again.updated, again.unchanged, again.workflows_signalled) == (0, 0, 2, 1)
 
     changed = csv_file(tmp_path, "exercise2.csv", ["case_reference,response,reported_on",
                                                   f"{ref_a},complete_costs_negotiated,2024-01-20"])

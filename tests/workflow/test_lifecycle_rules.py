@@ -240,7 +240,7 @@ async def test_who_may_act_and_a_reimport_keeps_the_reassignment(engine: Engine,
     assert result.provider_contact_login == "CASEWORKER2"
     # The same registry file again: the reassignment stands.
     report = await import_certificates(engine.store, engine.certificates, path, actor="ops", now=await engine.now())
-    assert (report.unchanged, report.updated, report.workflows_signalled) == (1, 0, 0)
+    assert (report.unchanged, report.updated, report.workflows_signalled) == (1, 0, 1)
     row = await engine.store.certificate_row(engine.ref)
     assert (row["provider_contact_login"], row["imported_contact_login"]) == ("CASEWORKER2", "LEGACY01")
     # A Cross Office user answers for the legacy login; the next review goes to the new contact.
