@@ -1,4 +1,10 @@
-"""Structured logs: JSON in production, readable on a terminal."""
+"""Structured logs: JSON in production, readable on a terminal.
+
+A traceback never shows a frame's local variables, whatever the format: in the engine they
+hold decrypted payloads (login ids, providers' messages). structlog's defaults would print
+them: the console renderer's rich tracebacks (rich is installed) and its dict tracebacks
+both show locals unless told not to.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,19 @@ import logging
 import sys
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
+
+
+def _renderer(fmt: str) -> list[structlog.typing.Processor]:
+    if fmt == "json":
+        # The traceback as a list of frames (file, line, function), without their locals.
+        return [structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+                structlog.processors.JSONRenderer()]
+    return [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(),
+                                          exception_formatter=structlog.dev.plain_traceback)]
 
 
 def configure_logging(fmt: str = "console", level: str = "info") -> None:
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -27,7 +39,7 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared, processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]))
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta, *_renderer(fmt)]))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

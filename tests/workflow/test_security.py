@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 
 import aiohttp
 import pytest
+import structlog
 from temporalio.api.common.v1 import Payload
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkflowExecutionRequest,
@@ -31,8 +33,11 @@ from icr.domain.models import (
 )
 from icr.runtime.codec_server import codec_app, serve
 from icr.runtime.keyring import ConfigurationError, payload_keys
+from icr.runtime.logs import configure_logging
 from icr.runtime.settings import Settings
 from tests.conftest import Engine, add_certificate, add_user
+from tests.workflow_helpers import eventually
+from workflows.certificate import CertificateWorkflow
 
 DAY = timedelta(days=1)
 CANARY_LOGIN = "CANARY7Q3ZLOGIN"
@@ -248,6 +253,60 @@ async def test_a_canary_never_shows_in_plaintext(engine: Engine, caplog: pytest.
     # The database is the system of record: it does hold them, in the clear, as it must.
     rows = await engine.store.notifications_of(engine.ref)
     assert rows[0]["message"] == CANARY_MESSAGE
+
+
+@contextlib.contextmanager
+def engine_logging(fmt: str, capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
+    """The engine's own log configuration (as worker.py sets it) writing to the captured
+    stderr; yields a reader of everything written so far. Puts the test's logging back after."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    configure_logging(fmt, "info")
+    structlog.configure(cache_logger_on_first_use=False)  # so later tests get structlog's defaults back
+    written: list[str] = []
+
+    def read() -> str:
+        out, err = capsys.readouterr()
+        written.append(out + err)
+        return "".join(written)
+    try:
+        yield read
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        structlog.reset_defaults()
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+async def test_a_failing_step_logs_its_traceback_without_local_variables(
+        engine: Engine, capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+    now = await engine.now()
+    await add_user(engine.store, CANARY_LOGIN, ["case_management"])
+    await add_certificate(engine.store, engine.ref, last_activity_at=now - 608 * DAY, contact=CANARY_LOGIN)
+    handle = await engine.start(engine.ref)
+    await engine.env.sleep(1)
+    await eventually(lambda: handle.query(CertificateWorkflow.status), lambda s: s.stage == "AwaitingResponse")
+    with engine_logging(fmt, capsys) as logged:
+        # The step that records the response (its input holds the login id and the message)
+        # fails until the column is back: an outage, retried, its traceback logged each time.
+        await engine.store.pool.execute("ALTER TABLE notifications RENAME COLUMN message TO message_held")
+        responding = asyncio.create_task(engine.certificates.respond(engine.ref, RespondRequest(
+            user_login_id=CANARY_LOGIN, response="case_ongoing", message=CANARY_MESSAGE)))
+
+        async def output() -> str:
+            return logged()
+        await eventually(output, lambda text: "record_response" in text and "UndefinedColumnError" in text,
+                         seconds=30)
+        await engine.store.pool.execute("ALTER TABLE notifications RENAME COLUMN message_held TO message")
+        answer = await responding
+        text = logged()
+    assert answer.outcome == "clock restarted"
+    # The traceback is there, its frames named...
+    assert ("Traceback (most recent call last)" if fmt == "console" else '"frames"') in text
+    assert "record_response" in text
+    # ...and nothing of their local variables: not the step's input, not its login id or message.
+    assert "locals" not in text and "RecordResponse(" not in text
+    assert CANARY_LOGIN not in text and CANARY_MESSAGE not in text
 
 
 async def test_the_embedded_web_ui_decodes_through_its_codec_server(tmp_path) -> None:
