@@ -465,3 +465,53 @@ def test_a_caseworker_name_that_no_directory_could_hold_is_refused_before_any_lo
     with pytest.raises(Refused) as refused:
         check_decision(escalated(), LaaDecisionRequest(caseworker=name, decision="close"))
     assert refused.value.code == "invalid_caseworker"
+
+
+# --- available_responses and the answered notification's id ------------------------------
+
+# Every kind of user the authorisation tests above name, permitted or not.
+PORTAL_USERS = [
+    user(CONTACT, "case_management"), user(CONTACT, "case_management_supervisor"),
+    user("XO1", "case_management", "cross_office"), user("XO9", "case_management", "cross_office", firm=OTHER_FIRM),
+    user(CONTACT, "case_management", firm=OTHER_FIRM), user("OM1", "office_manager"),
+    user("OM2", "office_manager", "cross_office"), user(CONTACT, "office_manager"), user("BP1", "bill_preparation"),
+    user("BS1", "bill_supervisor", "cross_office"), user("NOROLE"), user("CM2", "case_management"),
+    user(LEGACY, "case_management", pre_silas=True), user(LEGACY, "case_management", "cross_office", pre_silas=True),
+]
+
+
+@pytest.mark.parametrize("responder", PORTAL_USERS, ids=[f"{u.login_id}-{'+'.join(u.roles) or 'none'}-{u.provider_firm_id}"
+                                                          for u in PORTAL_USERS])
+def test_available_responses_are_all_five_exactly_when_the_respond_update_would_authorise(responder: User) -> None:
+    s = notified()
+    assert s.notification is not None and s.registration is not None
+    try:
+        rules.authorize_response(s, responder, responder.login_id)
+        allowed = True
+    except Refused:
+        allowed = False
+    available = rules.available_responses(s.registration.provider_firm_id, s.notification.assigned_to, True,
+                                          s.notification.return_date, responder, N1 + SEC)
+    assert available == (list(Response) if allowed else [])
+
+
+def test_no_responses_are_available_for_a_closed_or_returned_notification_or_an_unknown_user() -> None:
+    s = notified()
+    assert s.notification is not None
+    assigned = user(CONTACT, "case_management")
+    firm, contact, returned = "26517", s.notification.assigned_to, s.notification.return_date
+    assert rules.available_responses(firm, contact, True, returned, assigned, returned - SEC) == list(Response)
+    assert rules.available_responses(firm, contact, False, returned, assigned, returned - SEC) == []
+    assert rules.available_responses(firm, contact, True, returned, assigned, returned) == []
+    assert rules.available_responses(firm, contact, True, returned, None, returned - SEC) == []
+
+
+def test_a_response_naming_a_notification_that_is_not_the_open_one_is_refused() -> None:
+    s = notified()
+    assert s.notification is not None
+    stale = RespondRequest(user_login_id=CONTACT, response="case_ongoing", notification_id="ICR-300001416143-000")
+    error = refused(rules.check_response, s, stale, N1 + SEC)
+    assert error.code == "stale_notification" and s.notification.notification_id in error.message
+    current = RespondRequest(user_login_id=CONTACT, response="case_ongoing",
+                             notification_id=s.notification.notification_id)
+    assert rules.check_response(s, current, N1 + SEC) == Response.CASE_ONGOING

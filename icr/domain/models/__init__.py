@@ -62,6 +62,13 @@ from icr.domain.models.policy import (
     RolloutKind,
     RolloutRecord,
 )
+from icr.domain.models.portal import (
+    NotificationCounts,
+    NotificationPage,
+    NotificationQuery,
+    NotificationRow,
+    NotificationSort,
+)
 from icr.domain.models.registry import (
     Caseworker,
     CertificateSnapshot,
@@ -105,6 +112,11 @@ from icr.domain.models.vocabulary import (
 CarriedState.model_rebuild()
 
 __all__ = [
+    "NotificationCounts",
+    "NotificationPage",
+    "NotificationQuery",
+    "NotificationRow",
+    "NotificationSort",
     "RESPONSE_LABELS",
     "ActivityEvent",
     "ActivityKind",

@@ -61,6 +61,9 @@ class RespondRequest(Model):
     user_login_id: str = ""
     response: str = ""
     message: str | None = None
+    # The notification answered: one that is no longer the open one is refused (a stale form
+    # never answers a newer notification of the same certificate). None: the open one.
+    notification_id: str | None = None
 
 
 class RespondResult(Model):

@@ -205,6 +205,12 @@ def check_response(state: CertificateState, request: RespondRequest, now: dateti
             "no_open_notification",
             f"certificate {state.case_reference} has no open notification to respond to",
         )
+    if request.notification_id is not None and request.notification_id != state.notification.notification_id:
+        raise Refused(
+            "stale_notification",
+            f"notification {shown(request.notification_id)} is not the open notification of certificate "
+            f"{state.case_reference} (the open one is {state.notification.notification_id}); nothing was answered",
+        )
     # Refused here, not left to whether the return was processed first: at the return date
     # the notification has gone to the LAA as unanswered.
     if now >= state.notification.return_date:
@@ -238,7 +244,18 @@ def _check_open(state: CertificateState) -> None:
 
 def authorize_response(state: CertificateState, user: User | None, login_id: str) -> None:
     """The assigned user, or any Cross Office user, of the certificate's firm answers, if a role lets them."""
-    user = _firm_user(state, user, f"user {login_id!r}")
+    firm = state.registration.provider_firm_id if state.registration else None
+    assigned = state.notification.assigned_to if state.notification else None
+    authorize_responder(firm, assigned, user, login_id)
+
+
+def authorize_responder(firm: str | None, assigned: str | None, user: User | None, login_id: str) -> None:
+    """`authorize_response` on what a notification row holds (its firm and assignee), for
+    readers that have no workflow state: the provider portal's available responses."""
+    if user is None:
+        raise Refused("unknown_user", f"user {login_id!r} is not in the user directory")
+    if user.provider_firm_id != firm:
+        raise Refused("wrong_firm", f"user {login_id!r} is not a user of the certificate's provider firm")
     if user.pre_silas:
         raise Refused(
             "pre_silas_login",
@@ -252,13 +269,27 @@ def authorize_response(state: CertificateState, user: User | None, login_id: str
             f"(roles: {', '.join(user.roles) or 'none'}); an Office Manager can view "
             "notifications but not respond",
         )
-    assigned = state.notification.assigned_to if state.notification else None
     if assigned != user.login_id and Role.CROSS_OFFICE not in user.roles:
         raise Refused(
             "not_assigned",
             f"the notification is assigned to {assigned!r}; only that user or a Cross Office "
             "user of the firm may respond",
         )
+
+
+def available_responses(firm: str | None, assigned: str | None, is_open: bool, return_date: datetime,
+                        user: User | None, now: datetime) -> list[Response]:
+    """The responses `user` may give now to a notification of `firm` assigned to `assigned`:
+    all five while it is open, before its return date, and `authorize_responder` allows them;
+    none otherwise (an Office Manager, a pre-SiLAS login, another firm's user, a closed or
+    returned notification). The same rules as the `respond` update, never a copy of them."""
+    if not is_open or now >= return_date or user is None:
+        return []
+    try:
+        authorize_responder(firm, assigned, user, user.login_id)
+    except Refused:
+        return []
+    return list(Response)
 
 
 def check_decision(state: CertificateState, request: LaaDecisionRequest) -> Decision:
