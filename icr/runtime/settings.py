@@ -73,6 +73,21 @@ class Settings(BaseSettings):
     # chaos runs with a cache leave histories that no longer replayed). 500 keeps a worker
     # well under 300 MB; 0 turns the cache off (every task replays the run's history).
     max_cached_workflows: int = Field(default=500, validation_alias="ICR_MAX_CACHED_WORKFLOWS")
+    # The provider portal (`python -m icr.portal`; `./run demo` serves one too). Its public
+    # address (the OpenID Connect redirect goes back to it; https makes its cookie Secure).
+    portal_host: str = Field(default="127.0.0.1", validation_alias="ICR_PORTAL_HOST")
+    portal_port: int = Field(default=8300, validation_alias="ICR_PORTAL_PORT")
+    portal_public_url: str | None = Field(default=None, validation_alias="ICR_PORTAL_PUBLIC_URL")
+    # Signs the portal's session cookies; at least 32 characters. Unset: refused at start
+    # (the demo makes one of its own).
+    portal_session_secret: SecretStr | None = Field(default=None, validation_alias="ICR_PORTAL_SESSION_SECRET")
+    # OpenID Connect sign-in: the provider's issuer URL (its discovery document is at
+    # ISSUER/.well-known/openid-configuration), this client's id and secret, and the claim of
+    # the verified ID token that holds the user's CCMS login id.
+    oidc_issuer: str | None = Field(default=None, validation_alias="ICR_OIDC_ISSUER")
+    oidc_client_id: str | None = Field(default=None, validation_alias="ICR_OIDC_CLIENT_ID")
+    oidc_client_secret: SecretStr | None = Field(default=None, validation_alias="ICR_OIDC_CLIENT_SECRET")
+    oidc_login_claim: str = Field(default="sub", validation_alias="ICR_OIDC_LOGIN_CLAIM")
     log_format: str = Field(default="console", validation_alias="ICR_LOG_FORMAT")  # or "json"
     log_level: str = Field(default="info", validation_alias="ICR_LOG_LEVEL")
 

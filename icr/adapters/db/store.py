@@ -34,7 +34,12 @@ from icr.domain.models import (
     ExtendNotification,
     LedgerEvent,
     MarkNotificationOverdue,
+    NotificationCounts,
+    NotificationPage,
+    NotificationQuery,
     NotificationRecord,
+    NotificationRow,
+    NotificationSort,
     NotificationStatus,
     OpenCertificate,
     Outage,
@@ -811,3 +816,68 @@ class Store:
         rows = await self.pool.fetch(
             "SELECT DISTINCT provider_firm_id FROM users WHERE provider_firm_id = ANY($1::text[])", firm_ids)
         return {r["provider_firm_id"] for r in rows}
+
+    # --- the provider portal's reads ------------------------------------------------------
+
+    async def firm_notifications(self, query: NotificationQuery) -> NotificationPage:
+        """One page of a firm's notifications and how many match in all (indexed by firm and
+        assign date, and by firm and due date among the open ones: migration 008)."""
+        where = ["provider_firm_id = $1"]
+        args: list[Any] = [query.provider_firm_id]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if query.case_reference is not None:
+            where.append(f"case_reference = {arg(query.case_reference)}")
+        if query.assigned_to is not None:
+            where.append(f"assigned_to = {arg(query.assigned_to)}")
+        if not query.include_closed:
+            where.append("is_open")
+        # Assign dates are UK calendar days, both ends included.
+        if query.date_from is not None:
+            where.append(f"date_assigned >= {arg(query.date_from)}::timestamp AT TIME ZONE 'Europe/London'")
+        if query.date_to is not None:
+            where.append(f"date_assigned < ({arg(query.date_to)}::date + 1)::timestamp AT TIME ZONE 'Europe/London'")
+        column = _NOTIFICATION_SORT[query.sort]
+        direction = "DESC" if query.descending else "ASC"
+        condition = " AND ".join(where)
+        async with self.pool.acquire() as conn:
+            total = await conn.fetchval(f"SELECT count(*) FROM notifications WHERE {condition}", *args)
+            rows = await conn.fetch(
+                f"""SELECT * FROM notifications WHERE {condition}
+                    ORDER BY {column} {direction}, notification_id {direction}
+                    LIMIT {arg(query.size)} OFFSET {arg(query.page * query.size)}""", *args)
+        return NotificationPage(rows=[_notification_row(r) for r in rows], total=total)
+
+    async def notification(self, notification_id: str) -> NotificationRow | None:
+        row = await self.pool.fetchrow("SELECT * FROM notifications WHERE notification_id = $1", notification_id)
+        return None if row is None else _notification_row(row)
+
+    async def user(self, login_id: str) -> User | None:
+        found = await self.load_users([login_id])
+        return found[0] if found else None
+
+    async def open_notification_counts(self, login_id: str, at: datetime) -> NotificationCounts:
+        """The open notifications assigned to `login_id`, and how many of them are overdue at `at`
+        (marked overdue, or past their due date before the engine has marked them)."""
+        row = await self.pool.fetchrow(
+            """SELECT count(*) AS open,
+                      count(*) FILTER (WHERE status = $2 OR due_date <= $3) AS overdue
+               FROM notifications WHERE assigned_to = $1 AND is_open""",
+            login_id, NotificationStatus.OVERDUE.value, at)
+        assert row is not None
+        return NotificationCounts(open=row["open"], standard=row["open"] - row["overdue"], overdue=row["overdue"])
+
+
+# A list's sort fields and their columns (never taken from the request as text).
+_NOTIFICATION_SORT = {
+    NotificationSort.ASSIGN_DATE: "date_assigned",
+    NotificationSort.DUE_DATE: "due_date",
+    NotificationSort.CASE_REFERENCE_NUMBER: "case_reference",
+}
+
+
+def _notification_row(row: asyncpg.Record) -> NotificationRow:
+    return NotificationRow(**{name: row[name] for name in NotificationRow.model_fields})
