@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ from icr.domain.models import (
     LaaDecisionRequest,
     RespondRequest,
 )
+from icr.portal.server import demo_portal_app, serve
 from icr.runtime.engine import Runtime, build_worker, ensure_digest_schedule
 from icr.runtime.mail import mail_server
 from icr.services import importer
@@ -307,15 +309,57 @@ async def send_digest(rt: Runtime, mail: MailConfig) -> None:
     print(f"  The messages are {where}; `./run starter mail list` lists the outbox.", flush=True)
 
 
+# One demo user per role, as the demo prints them for the provider portal.
+PORTAL_USERS = [
+    ("JSMITH", "case management: answers the reviews assigned to it (firm 26517)"),
+    ("AJONES", "Cross Office: answers any review of firm 26517, also those of the pre-SiLAS LEGACY01"),
+    ("OMANAGER", "Office Manager: sees firm 26517's reviews, cannot answer them"),
+    ("BWILLIAMS", "bill preparation: sees firm 40001's reviews, cannot answer them"),
+]
+
+
+def _free_port(host: str, first: int) -> int:
+    for port in range(first, first + 100):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port for the provider portal in {first}..{first + 99}: set ICR_PORTAL_PORT")
+
+
 async def run_demo(rt: Runtime, keep_running: bool) -> int:
     now = datetime.now(UTC)
     ui = rt.services.ui_url or "(your Temporal Web UI)"
     print(f"Temporal Web UI: {ui}/namespaces/{rt.settings.temporal_namespace}/workflows", flush=True)
+    host = rt.settings.portal_host
+    port = _free_port(host, rt.settings.portal_port)
+    portal = f"http://{host}:{port}"
+    if "portal_url" not in rt.settings.model_fields_set:  # the digest's link opens this portal
+        rt.settings = rt.settings.model_copy(update={"portal_url": f"{portal}/"})
     print("Seeding demo data through the CSV import ...", flush=True)
     await ensure_digest_schedule(rt.client, rt.settings.task_queue)
+    runner = await serve(demo_portal_app(rt.settings, rt.store, rt.certificates, [u[0] for u in USERS]), host, port)
+    try:
+        return await _run_demo(rt, keep_running, now, portal)
+    finally:
+        await runner.cleanup()
+
+
+def print_portal(portal: str) -> None:
+    print(f"\nProvider portal: {portal}/  (the demo signs you in by picking a demo user; responses are "
+          "due 20 seconds after a review is raised and it returns to the LAA after 40, then is sent again)")
+    for login_id, role in PORTAL_USERS:
+        print(f"  {login_id:<10} {role}")
+    print(flush=True)
+
+
+async def _run_demo(rt: Runtime, keep_running: bool, now: datetime, portal: str) -> int:
     async with mail_server(rt.settings) as mail, build_worker(
             rt.client, rt.store, rt.settings, Mailer(Outbox(rt.store.pool), mail)):
         certificates = await seed(rt, now)
+        print_portal(portal)
         await asyncio.gather(*(drive(rt, c) for c in certificates))
         if keep_running and certificates:
             print("Waiting until every stage has certificates (unanswered ones go Overdue after 20 s "
@@ -330,6 +374,7 @@ async def run_demo(rt: Runtime, keep_running: bool) -> int:
             print(f"  {stage:<17} {len(refs):>3}  {shown}")
         await send_digest(rt, mail)
         print_hints(rt, found)
+        print_portal(portal)
         if keep_running:
             print("\nNew certificates arrive every minute so every stage stays populated. "
                   "The worker keeps running; press Ctrl-C to stop.", flush=True)

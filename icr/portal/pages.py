@@ -9,7 +9,7 @@ import uuid
 import structlog
 from aiohttp import web
 
-from icr.domain.models import RESPONSE_LABELS, NotificationQuery, NotificationSort
+from icr.domain.models import RESPONSE_LABELS, NotificationQuery, NotificationSort, Response
 from icr.portal import views
 from icr.portal.api import ApiError, answer, firm_notification
 from icr.portal.app import page_user, portal_of, render, safe_next, session_of
@@ -23,6 +23,17 @@ DONE = "answered"  # the session's record of the answer just given, for the conf
 FIELD_OF = {"missing_response": "response", "unknown_response": "response", "message_too_long": "message",
             "invalid_message": "message"}
 FRIENDLY = {"missing_response": "Select a response"}
+# What happens next, for the confirmation page (docs/rules.md: the five responses).
+_LAA_REVIEWS = "The LAA will review your response and decide whether to close the case or keep it open."
+NEXT_STEPS = {
+    Response.CASE_ONGOING.value: "The case stays open. Your response counts as activity on the case, so its "
+                                 "inactivity clock restarts today.",
+    Response.COMPLETE_TO_BE_BILLED.value: _LAA_REVIEWS,
+    Response.COMPLETE_COSTS_NEGOTIATED.value: _LAA_REVIEWS,
+    Response.COMPLETE_COURT_ASSESSMENT.value: _LAA_REVIEWS,
+    Response.COMPLETE_NO_BILL_DUE.value: "The case is closed, and any outstanding payment on account will be "
+                                         "recouped.",
+}
 
 
 def _check_csrf(request: web.Request, form: dict[str, str]) -> None:
@@ -107,7 +118,8 @@ async def confirmation(request: web.Request) -> web.Response:
     done = session_of(request).data.get(DONE)
     if not isinstance(done, dict) or done.get("notification_id") != request.match_info["notification_id"]:
         raise web.HTTPFound(f"/reviews/{request.match_info['notification_id']}")
-    return render(request, "confirmation.html", done=done, label=views.label(done.get("response")))
+    return render(request, "confirmation.html", done=done, label=views.label(done.get("response")),
+                  next_step=NEXT_STEPS.get(str(done.get("response")), done.get("outcome")))
 
 
 async def sign_in(request: web.Request) -> web.StreamResponse:
