@@ -90,10 +90,14 @@ def test_prometheus_scrapes_the_server_and_every_worker() -> None:
 
 def test_no_default_secrets_and_encryption_keys_on_the_workers() -> None:
     services = compose()["services"]
-    for name in ("worker", "codec-server"):
+    for name in ("worker", "codec-server", "portal"):
         assert ":?" in services[name]["environment"]["ICR_PAYLOAD_KEYS"], f"{name} has a default key"
     assert ":?" in services["temporal"]["environment"]["POSTGRES_PWD"]
     assert "sslmode=require" in services["worker"]["environment"]["DATABASE_URL"]
+    portal = services["portal"]["environment"]
+    assert "sslmode=require" in portal["DATABASE_URL"]
+    for secret in ("ICR_PORTAL_SESSION_SECRET", "ICR_OIDC_CLIENT_SECRET", "ICR_OIDC_ISSUER"):
+        assert ":?" in portal[secret], f"the portal has a default {secret}"
 
 
 def test_the_server_reads_the_shipped_dynamic_config_with_eager_activities() -> None:
