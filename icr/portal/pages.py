@@ -49,7 +49,8 @@ async def home(request: web.Request) -> web.Response:
     user = await page_user(request)
     portal = portal_of(request)
     firm_wide = request.query.get("show") == "firm"
-    page = max(int(request.query.get("page", "0") or 0) if request.query.get("page", "0").isdigit() else 0, 0)
+    raw_page = request.query.get("page", "0")
+    page = min(int(raw_page), 1_000_000) if raw_page.isdigit() else 0
     query = NotificationQuery(provider_firm_id=user.provider_firm_id,
                               assigned_to=None if firm_wide else user.login_id, include_closed=False,
                               sort=NotificationSort.DUE_DATE, descending=False, page=page, size=PAGE_SIZE)

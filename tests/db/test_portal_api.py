@@ -256,3 +256,14 @@ async def test_every_page_carries_a_content_security_policy_and_the_vendored_ass
     for path in ["/govuk-frontend/govuk-frontend.min.css", "/govuk-frontend/govuk-frontend.min.js",
                  "/assets/fonts/bold-b542beb274-v2.woff2", "/assets/images/favicon.svg", "/portal-assets/portal.js"]:
         assert (await portal.get(path)).status == 200, path
+
+
+async def test_signing_out_needs_the_csrf_token_and_ends_the_session(portal: TestClient) -> None:
+    cookies = session_cookie("JSMITH")
+    response = await portal.post("/sign-out", data={"csrf_token": "forged"}, cookies=cookies, allow_redirects=False)
+    assert response.status == 403
+    response = await portal.post("/sign-out", data={"csrf_token": CSRF}, cookies=cookies, allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == "/signed-out"
+    cleared = response.cookies[COOKIE].value
+    after = await portal.get(f"/notifications?provider-id={FIRM}", cookies={COOKIE: cleared})
+    assert after.status == 401
