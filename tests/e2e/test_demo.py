@@ -41,6 +41,10 @@ async def test_demo_runs_on_embedded_servers_and_a_restart_loses_nothing(tmp_pat
     assert code == 0, output
     assert f"Temporal Web UI: http://127.0.0.1:{ports[1]}/namespaces/default/workflows" in output
     assert "certificates: 23 imported, 0 updated, 0 unchanged, 0 refused; 23 workflows started" in output
+    # The provider portal is served beside the engine, with a demo user per role to sign in as.
+    assert re.search(r"^Provider portal: http://127\.0\.0\.1:\d+/", output, re.M), output
+    for login_id in ("JSMITH", "AJONES", "OMANAGER", "BWILLIAMS"):
+        assert re.search(rf"^  {login_id} +\S", output, re.M), login_id
     first = stage_counts(output)
     assert first["Closed"] == 3 and first["LaaReview"] >= 3 and first["Active"] >= 3, output
     assert (tmp_path / "data" / "temporal.db").exists() and (tmp_path / "data" / "postgres").is_dir()
