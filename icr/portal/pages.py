@@ -156,7 +156,7 @@ async def demo_sign_in(request: web.Request) -> web.StreamResponse:
         return render(request, "sign_in.html", 422, user_items=await _demo_users(request),
                       next_path=safe_next(form.get("next")), error="Select the demo user to sign in as")
     session_of(request).sign_in(login_id)
-    log.info("portal_signed_in", login_id=login_id, how="demo")
+    log.info("portal_signed_in", how="demo")  # no login id: logs hold no personal data
     raise web.HTTPSeeOther(safe_next(form.get("next")))
 
 
@@ -170,7 +170,7 @@ async def oidc_callback(request: web.Request) -> web.StreamResponse:
         log.warning("portal_sign_in_failed", reason=str(err))
         return render(request, "error.html", 403, title="You could not be signed in", message=str(err))
     session_of(request).sign_in(login_id)
-    log.info("portal_signed_in", login_id=login_id, how="oidc")
+    log.info("portal_signed_in", how="oidc")  # no login id: logs hold no personal data
     raise web.HTTPFound(safe_next(next_path))
 
 
