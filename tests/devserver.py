@@ -161,7 +161,8 @@ class WorkerProcess:
         self.env = env or {}  # settings of this worker's own, over the engine's
         self.process: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> None:
+    async def start(self, until: str = "worker_running") -> None:
+        """Starts it and waits until its log shows `until` (by default: it polls)."""
         log = open(self.log_path, "wb")
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -171,7 +172,7 @@ class WorkerProcess:
             log.close()
         # Up when it logs that it polls; fail early (with its log) if it dies instead.
         deadline = time.monotonic() + 60
-        while "worker_running" not in self.log():
+        while until not in self.log():
             if self.process.returncode is not None:
                 raise AssertionError(f"worker.py exited {self.process.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:

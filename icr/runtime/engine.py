@@ -172,7 +172,7 @@ def build_worker(client: Client, store: Store, settings: Settings, mailer: Maile
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_workflow_task_polls=settings.workflow_task_pollers,
         max_concurrent_activity_task_polls=settings.activity_task_pollers,
-        graceful_shutdown_timeout=timedelta(seconds=10),
+        graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
         # The sandbox would import the workflow modules afresh for every workflow it creates,
         # and with no sticky cache that is every workflow task: about half the worker's CPU
         # per onboarding (measured). Passed through like `icr.domain.rules`: their module state is

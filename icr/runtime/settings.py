@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     # another worker on this machine has it (the port is logged at start). 0: no endpoint.
     metrics_port: int | None = Field(default=None, validation_alias="ICR_METRICS_PORT")
     metrics_host: str = Field(default="0.0.0.0", validation_alias="ICR_METRICS_HOST")
+    # Liveness and readiness (icr/runtime/health.py): GET /livez and /readyz on this port.
+    # Unset or 0: not served (several workers on one machine need no probes).
+    health_port: int | None = Field(default=None, validation_alias="ICR_HEALTH_PORT")
+    health_host: str = Field(default="0.0.0.0", validation_alias="ICR_HEALTH_HOST")
+    # On SIGTERM a worker stops polling and gives running steps this long to finish before it
+    # cancels them (they are then retried elsewhere); keep it below the orchestrator's own
+    # grace period (the Kubernetes manifests: 25 s of 40).
+    shutdown_grace_seconds: float = Field(default=10.0, gt=0, validation_alias="ICR_SHUTDOWN_GRACE_SECONDS")
     db_pool_size: int = Field(default=10, validation_alias="ICR_DB_POOL_SIZE")
     # The daily digest e-mail. Unset smtp_host: on the embedded default a worker delivers into
     # a local SMTP sink under the data directory (`starter.py mail list` shows what was sent).
