@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from icr.adapters.mail.mailer import Mailer
+from icr.adapters.temporal.metrics import EngineMetrics
 from icr.domain.models import DigestMailResult, SendDailyDigests
 
 log = structlog.get_logger(__name__)
@@ -19,8 +20,9 @@ DEFERRED = "DigestMailDeferred"
 
 
 class MailActivities:
-    def __init__(self, mailer: Mailer) -> None:
+    def __init__(self, mailer: Mailer, metrics: EngineMetrics | None = None) -> None:
         self.mailer = mailer
+        self.metrics = metrics or EngineMetrics()
 
     def all(self) -> list:
         return [self.send_daily_digests]
@@ -31,6 +33,10 @@ class MailActivities:
         backoff) while some are worth retrying: a server down, a 4xx answer, or a claim held
         by another sender until its lease runs out."""
         result = await self.mailer.send_digests(step, heartbeat=activity.heartbeat)
+        # Counted on every pass, also one that ends in a retry (none is in the workflow's result).
+        self.metrics.digests_sent.add(result.sent)
+        self.metrics.digests_failed.add(len(result.failed))
+        self.metrics.digests_deferred.add(len(result.pending))
         log.info("daily_digests_mailed", digest_date=step.digest_date.isoformat(), sent=result.sent,
                  already_sent=result.already_sent, failed=len(result.failed),
                  without_address=len(result.without_address), pending=len(result.pending))

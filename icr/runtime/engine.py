@@ -51,6 +51,13 @@ from workflows.search_attributes import SEARCH_ATTRIBUTES
 log = structlog.get_logger(__name__)
 
 DEFAULT_METRICS_PORT = 9464
+# How long tasks wait for a worker, in milliseconds, with bounds at the alerts' thresholds (30 s
+# and CCMS's 15 minutes: deploy/prometheus/alerts.yml); the SDK's default buckets jump from
+# 100 s to 1,000 s, which cannot tell a 15-minute wait from a 2-minute one.
+_WAIT_BUCKETS_MS = [50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000, 600000,
+                    900000, 1800000, 3600000]
+SCHEDULE_TO_START_BUCKETS = {"workflow_task_schedule_to_start_latency": _WAIT_BUCKETS_MS,
+                             "activity_schedule_to_start_latency": _WAIT_BUCKETS_MS}
 
 
 def _free_port(host: str, first: int) -> int:
@@ -71,7 +78,7 @@ def metrics_runtime(settings: Settings) -> tuple[TemporalRuntime | None, str | N
         return None, None
     port = settings.metrics_port or _free_port(settings.metrics_host, DEFAULT_METRICS_PORT)
     runtime = TemporalRuntime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
-        bind_address=f"{settings.metrics_host}:{port}")))
+        bind_address=f"{settings.metrics_host}:{port}", histogram_bucket_overrides=SCHEDULE_TO_START_BUCKETS)))
     shown = "127.0.0.1" if settings.metrics_host in ("0.0.0.0", "") else settings.metrics_host
     return runtime, f"http://{shown}:{port}/metrics"
 
@@ -157,9 +164,10 @@ def build_worker(client: Client, store: Store, settings: Settings, mailer: Maile
     by default the SMTP server in settings, if any. Tests may register a subclass of the
     certificate workflow (a low history limit) or interceptors (a crash between two steps);
     production passes neither."""
-    activities = CertificateActivities(store, EngineMetrics(client.service_client.config.runtime.metric_meter
-                                                            if client.service_client.config.runtime else None))
-    mail = MailActivities(mailer or Mailer(Outbox(store.pool), mail_config(settings)))
+    metrics = EngineMetrics(client.service_client.config.runtime.metric_meter
+                            if client.service_client.config.runtime else None)
+    activities = CertificateActivities(store, metrics)
+    mail = MailActivities(mailer or Mailer(Outbox(store.pool), mail_config(settings)), metrics)
     return Worker(
         client,
         task_queue=settings.task_queue,

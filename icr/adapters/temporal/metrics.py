@@ -24,3 +24,13 @@ class EngineMetrics:
             "icr_recoupments", "payments on account recouped at closing")
         self.refusals: MetricCounter = meter.create_counter(
             "icr_refusals", "messages refused by the rules (audited)")
+        # The daily digest's mailing passes: e-mails sent by a pass; and, as each pass finds the
+        # day's outbox, those failed for good (a 5xx answer, an unusable address) and those left
+        # for a retry (server down, a 4xx answer, a claim held). A message that stays failed or
+        # waiting counts again at every pass: alert on any increase, don't sum them as messages.
+        self.digests_sent: MetricCounter = meter.create_counter(
+            "icr_digests_sent", "daily digest e-mails sent")
+        self.digests_failed: MetricCounter = meter.create_counter(
+            "icr_digests_failed", "the day's digests failed for good, as each mailing pass finds them")
+        self.digests_deferred: MetricCounter = meter.create_counter(
+            "icr_digests_deferred", "the day's digests waiting for a retry, as each mailing pass finds them")
