@@ -106,3 +106,25 @@ def test_the_server_reads_the_shipped_dynamic_config_with_eager_activities() -> 
     source = next(v.split(":")[0] for v in temporal["volumes"] if v.split(":")[1] == path)
     config = yaml.safe_load((ROOT / source).read_text())
     assert config["system.enableActivityEagerExecution"] == [{"value": True}]
+
+
+def test_prometheus_loads_the_alerts_and_grafana_provisions_both_dashboards() -> None:
+    services = compose()["services"]
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    mounts = dict(v.split(":")[:2] for v in services["prometheus"]["volumes"] if v.startswith("./"))
+    assert [mounts["./deploy/prometheus/alerts.yml"]] == config["rule_files"]
+    grafana = services["grafana"]
+    mounts = dict(v.split(":")[:2] for v in grafana["volumes"] if v.startswith("./"))
+    provisioning = ROOT / "deploy" / "grafana" / "provisioning"
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    providers = yaml.safe_load((provisioning / "dashboards" / "icr.yml").read_text())["providers"]
+    assert providers[0]["options"]["path"] == mounts["./deploy/grafana/dashboards"]
+    dashboards = sorted(p.name for p in (ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
+    assert dashboards == ["icr-operations.json", "icr-reviews.json"]
+    sources = {s["type"]: s for s in yaml.safe_load((provisioning / "datasources" / "icr.yml").read_text())["datasources"]}
+    assert set(sources) == {"prometheus", "grafana-postgresql-datasource"}
+    database = sources["grafana-postgresql-datasource"]
+    assert database["url"] == "icr-db:5432" and database["jsonData"]["sslmode"] == "require"
+    for variable in ("ICR_GRAFANA_DB_USER", "ICR_GRAFANA_DB_PASSWORD"):
+        assert variable in grafana["environment"] and f"${variable}" in yaml.safe_dump(database)
+    assert ":?" in grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"], "no default admin password"
