@@ -38,6 +38,8 @@ EVENT_ID_MAX_CHARS = 200
 LOGIN_MAX_CHARS = 100
 SOURCE_MAX_CHARS = 100
 REASON_MAX_CHARS = 2000
+# Longer than any task id the engine makes (`TASK-<ref>-<n>`): a longer one names no task.
+TASK_ID_MAX_CHARS = 100
 EARLIEST_YEAR = 1900
 LATEST_YEAR = 2200
 RESPONDING_ROLES = frozenset({Role.CASE_MANAGEMENT, Role.CASE_MANAGEMENT_SUPERVISOR})
@@ -130,12 +132,14 @@ def bound_decision(request: LaaDecisionRequest) -> LaaDecisionRequest:
     return request.model_copy(update={
         "caseworker": _bounded(request.caseworker, LOGIN_MAX_CHARS),
         "decision": _bounded(request.decision, 100),
-        "reason": _bounded(request.reason, REASON_MAX_CHARS)})
+        "reason": _bounded(request.reason, REASON_MAX_CHARS),
+        "task_id": _bounded(request.task_id, TASK_ID_MAX_CHARS)})
 
 
 def bound_close(request: CloseCertificateRequest) -> CloseCertificateRequest:
     """As `bound_event`, for a pending close."""
-    return request.model_copy(update={"reason": _bounded(request.reason, REASON_MAX_CHARS)})
+    return request.model_copy(update={"reason": _bounded(request.reason, REASON_MAX_CHARS),
+                                      "system": _bounded(request.system, LOGIN_MAX_CHARS)})
 
 
 def check_case_reference(value: object) -> str:
