@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         Recoupment,
         RespondRequest,
         RespondResult,
+        Undecodable,
         User,
     )
     from workflows.clock import TaskClock
@@ -90,12 +91,26 @@ DEFAULT_HISTORY_LIMIT = 500
 MAX_PENDING_EVENTS = 1_000
 MAX_PENDING_DECISIONS = 100
 EVENTS_PER_STEP = 500
+# The refusal of a message whose payload could not be decoded (see icr/adapters/temporal/codec.py).
+UNDECODABLE_MESSAGE = "undecodable_message"
+UNDECODABLE_START = "undecodable_start"
 
 
 def _refusal(refused: rules.Refused) -> ApplicationError:
     # Benign: a refusal is the rules' answer, not a fault (no error logs; no stack for the caller).
     return ApplicationError(refused.message, type=refused.code, non_retryable=True,
                             category=ApplicationErrorCategory.BENIGN)
+
+
+def _refuse_undecodable(message: object) -> None:
+    """An update validator's first check: a payload the worker could not decode is refused."""
+    if isinstance(message, Undecodable):
+        raise _refusal(rules.Refused(UNDECODABLE_MESSAGE, f"the message could not be decoded: {message.reason}"))
+
+
+class UndecodableCarriedState(RuntimeError):
+    """Not a refusal: the engine's own continue-as-new input did not decode (a key no longer
+    listed). The workflow task fails, and is retried, until the key is listed again."""
 
 
 def _invalid_data(err: ActivityError) -> str | None:
@@ -116,10 +131,18 @@ class CertificateWorkflow:
     def __init__(self, input: CertificateInput | None = None) -> None:
         # Nothing here may raise on bad input: that would fail every workflow task, for good.
         # A start the workflow cannot use is refused by `run`, ending the workflow.
+        undecodable = input if isinstance(input, Undecodable) else None
+        if undecodable is not None:
+            if self._continued_by_the_engine():
+                raise UndecodableCarriedState(f"the state carried from the previous run could not be decoded: "
+                                              f"{undecodable.reason}")
+            input = None
         if not isinstance(input, CertificateInput):
             input = CertificateInput.model_validate(input)
         self._start_refused: rules.Refused | None = None
         try:
+            if undecodable is not None:
+                raise rules.Refused(UNDECODABLE_START, f"the start input could not be decoded: {undecodable.reason}")
             case_reference = rules.check_case_reference(input.case_reference)
             if workflow.info().workflow_id != rules.workflow_id_for(case_reference):
                 raise rules.Refused("workflow_id_mismatch", f"workflow id must be "
@@ -136,23 +159,31 @@ class CertificateWorkflow:
         self._reload = carried is None or carried.reload
         self._dropped_events = carried.dropped_events if carried else 0
         self._dropped_decisions = carried.dropped_decisions if carried else 0
+        self._dropped_undecodable = carried.dropped_undecodable if carried else 0
+        self._undecodable_reason = carried.undecodable_reason if carried else ""
+        # Responses accepted and not yet applied: the deadlines wait for them (see `respond`).
+        self._answering = 0
         self._changed = False
         self._lock = asyncio.Lock()
         self._upserted: dict[str, Any] = {}
         self._clock = TaskClock()
 
     @staticmethod
-    def _carried(input: CertificateInput, case_reference: str) -> CarriedState | None:
+    def _continued_by_the_engine() -> bool:
+        # Only a continue-as-new, a retry or a cron run starts with `continued_run_id` set, and
+        # only the workflow itself can continue as new. A caller could ask for a retry policy
+        # (a later attempt) or a cron schedule to have their own input handed to a second run:
+        # neither is the engine's, so a run is the engine's continuation only at attempt 1, no cron.
+        info = workflow.info()
+        return info.continued_run_id is not None and info.attempt == 1 and not info.cron_schedule
+
+    @classmethod
+    def _carried(cls, input: CertificateInput, case_reference: str) -> CarriedState | None:
         """The state the previous run handed over, accepted only from the engine's own
         continue-as-new: outside callers pass the case reference and nothing else."""
         if input.carried is None:
             return None
-        info = workflow.info()
-        # Only a continue-as-new, a retry or a cron run starts with `continued_run_id` set, and
-        # only the workflow itself can continue as new. A caller could ask for a retry policy
-        # (a later attempt) or a cron schedule to have their own input handed to a second run:
-        # neither is the engine's, so carried state comes only with attempt 1 and no cron.
-        if info.continued_run_id is None or info.attempt != 1 or info.cron_schedule:
+        if not cls._continued_by_the_engine():
             workflow.logger.warning("carried state from outside ignored; the review starts from the registry")
             return None
         try:
@@ -178,11 +209,16 @@ class CertificateWorkflow:
             raise _refusal(self._start_refused)
         workflow.set_current_details(rules.current_details(self._state))
         while True:
+            if self._answering:
+                # A response lands on the notification it was accepted against, before anything
+                # that arrived or fell due after it (see `respond`): until then messages wait.
+                await workflow.wait_condition(lambda: not self._answering)
             async with self._lock:
                 await self._handle_messages()
                 if self._state.closed_at is not None:
                     break
-                step = rules.next_step(self._state, self._now())
+                # Accepted while this iteration held the lock: no deadline is acted on before it.
+                step = None if self._answering else rules.next_step(self._state, self._now())
                 if isinstance(step, rules.Transition):
                     await self._apply(step)
                     continue
@@ -191,6 +227,8 @@ class CertificateWorkflow:
                     continue
             if self._should_continue_as_new():
                 await self._continue_as_new()
+            if step is None:
+                continue  # to wait for the response
             self._changed = False
             timeout = None if step.until is None else max(step.until - self._now(), timedelta(0))
             summary = None if step.until is None else rules.wait_summary(self._state, step.until)
@@ -209,7 +247,7 @@ class CertificateWorkflow:
 
     def _has_work(self) -> bool:
         return bool(self._events or self._decisions or self._closes or self._reload or self._changed
-                    or self._dropped_events or self._dropped_decisions)
+                    or self._dropped_events or self._dropped_decisions or self._dropped_undecodable)
 
     async def _handle_messages(self) -> None:
         if self._reload:
@@ -227,6 +265,13 @@ class CertificateWorkflow:
                        f"while the queue was full ({MAX_PENDING_EVENTS} events, {MAX_PENDING_DECISIONS} "
                        "decisions)",
                 detail={"events": str(dropped_events), "decisions": str(dropped_decisions)}, now=self._now()))
+        if self._dropped_undecodable:
+            dropped, reason = self._dropped_undecodable, self._undecodable_reason
+            self._dropped_undecodable, self._undecodable_reason = 0, ""
+            await self._apply(rules.refuse_message(
+                self._state, action="messages_undecodable", actor="engine",
+                reason=f"{dropped} message(s) whose payload could not be decoded were dropped; the last: {reason}",
+                detail={"messages": str(dropped), "last_reason": reason}, now=self._now()))
         # A flood of events is taken in batches, continuing as new between them once the run
         # is long (the rest is carried): draining it all in one run would replay an ever longer
         # history on every task, fall behind, and overflow the queue.
@@ -349,12 +394,25 @@ class CertificateWorkflow:
             carried=CarriedState(state=self._state, pending_events=self._events,
                                  pending_decisions=self._decisions, pending_closes=self._closes,
                                  reload=self._reload, dropped_events=self._dropped_events,
-                                 dropped_decisions=self._dropped_decisions)))
+                                 dropped_decisions=self._dropped_decisions,
+                                 dropped_undecodable=self._dropped_undecodable,
+                                 undecodable_reason=self._undecodable_reason)))
 
     # --- messages (the public contract) ----------------------------------------------------
 
+    def _undecodable(self, message: object) -> bool:
+        """A message whose payload the worker could not decode: dropped, and counted for the
+        audit log (as an over-full queue's are), the certificate carrying on."""
+        if not isinstance(message, Undecodable):
+            return False
+        self._dropped_undecodable += 1
+        self._undecodable_reason = message.reason
+        return True
+
     @workflow.signal(name="record_activity")
     def record_activity(self, event: ActivityEvent) -> None:
+        if self._undecodable(event):
+            return
         if len(self._events) >= MAX_PENDING_EVENTS:
             self._dropped_events += 1
             return
@@ -362,6 +420,8 @@ class CertificateWorkflow:
 
     @workflow.signal(name="laa_decision")
     def laa_decision(self, request: LaaDecisionRequest) -> None:
+        if self._undecodable(request):
+            return
         if len(self._decisions) >= MAX_PENDING_DECISIONS:
             self._dropped_decisions += 1
             return
@@ -369,6 +429,8 @@ class CertificateWorkflow:
 
     @workflow.signal(name="close_certificate")
     def close_certificate(self, request: CloseCertificateRequest) -> None:
+        if self._undecodable(request):
+            return
         if len(self._closes) >= MAX_PENDING_DECISIONS:
             self._dropped_decisions += 1
             return
@@ -395,25 +457,40 @@ class CertificateWorkflow:
 
     @workflow.update(name="respond")
     async def respond(self, request: RespondRequest) -> RespondResult:
-        users = await self._users([request.user_login_id])
-        async with self._lock:
-            try:
-                response = rules.check_response(self._state, request, self._now())
-                rules.authorize_response(self._state, users.get(request.user_login_id), request.user_login_id)
-            except rules.Refused as refused:
-                raise _refusal(refused) from None
-            assert self._state.notification is not None
-            notification_id = self._state.notification.notification_id
-            failed = await self._apply_message(
-                rules.apply_response(self._state, request, self._now()), action="response_refused",
-                actor=request.user_login_id, detail={"response": request.response})
-            if failed is not None:
-                raise ApplicationError(failed, type=INVALID_DATA, non_retryable=True)
+        # Pinned to the notification and the time the validator accepted it against: the
+        # validator ran just before, in this same task, so up to the first `await` the state
+        # and the clock are the ones it saw. Until the response is applied the run loop acts
+        # on no deadline, so a return date passing during the user lookup (a worker backlog,
+        # a database outage) neither returns nor resends the notification first.
+        assert self._state.notification is not None  # checked by the validator
+        notification_id, accepted_at = self._state.notification.notification_id, self._now()
+        self._answering += 1
+        try:
+            users = await self._users([request.user_login_id])
+            async with self._lock:
+                try:
+                    if self._state.notification is None or self._state.notification.notification_id != notification_id:
+                        # Closed meanwhile by something that does not wait: activity, a decision,
+                        # a close, another response.
+                        raise rules.Refused("notification_closed", f"notification {notification_id} was closed "
+                                            "before this response could be recorded; nothing was recorded")
+                    response = rules.check_response(self._state, request, accepted_at)
+                    rules.authorize_response(self._state, users.get(request.user_login_id), request.user_login_id)
+                except rules.Refused as refused:
+                    raise _refusal(refused) from None
+                failed = await self._apply_message(
+                    rules.apply_response(self._state, request, accepted_at), action="response_refused",
+                    actor=request.user_login_id, detail={"response": request.response})
+                if failed is not None:
+                    raise ApplicationError(failed, type=INVALID_DATA, non_retryable=True)
+        finally:
+            self._answering -= 1
         return RespondResult(notification_id=notification_id, response=response,
                              outcome=rules.response_outcome(response), stage=self._state.stage)
 
     @respond.validator
     def _validate_respond(self, request: RespondRequest) -> None:
+        _refuse_undecodable(request)
         try:
             rules.check_response(self._state, request, workflow.now())
         except rules.Refused as refused:
@@ -434,6 +511,7 @@ class CertificateWorkflow:
 
     @decide.validator
     def _validate_decide(self, request: LaaDecisionRequest) -> None:
+        _refuse_undecodable(request)
         try:
             rules.check_decision(self._state, rules.bound_decision(request))
         except rules.Refused as refused:
@@ -459,6 +537,7 @@ class CertificateWorkflow:
 
     @reassign_contact.validator
     def _validate_reassign(self, request: ReassignContactRequest) -> None:
+        _refuse_undecodable(request)
         try:
             rules.check_reassign(self._state, request)
         except rules.Refused as refused:

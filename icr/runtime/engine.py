@@ -38,7 +38,7 @@ from icr.adapters.db.outbox import Outbox
 from icr.adapters.db.store import Store
 from icr.adapters.mail.mailer import Mailer
 from icr.adapters.temporal.client import CertificateClient
-from icr.adapters.temporal.codec import EncryptionCodec, data_converter
+from icr.adapters.temporal.codec import EncryptionCodec, data_converter, worker_data_converter
 from icr.adapters.temporal.metrics import EngineMetrics
 from icr.runtime.keyring import payload_keys
 from icr.runtime.mail import mail_config
@@ -168,8 +168,12 @@ def build_worker(client: Client, store: Store, settings: Settings, mailer: Maile
                             if client.service_client.config.runtime else None)
     activities = CertificateActivities(store, metrics)
     mail = MailActivities(mailer or Mailer(Outbox(store.pool), mail_config(settings)), metrics)
+    # The same connection, with the worker's lenient decode of what outside callers send.
+    config = client.config()
+    config["data_converter"] = worker_data_converter(client.data_converter)
+    worker_client = Client(**config)
     return Worker(
-        client,
+        worker_client,
         task_queue=settings.task_queue,
         workflows=[certificate_workflow, DailyDigestWorkflow],
         activities=activities.all() + mail.all(),

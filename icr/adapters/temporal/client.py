@@ -18,9 +18,15 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import structlog
-from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import HistoryEventFilterType, TaskQueueType, WorkflowExecutionStatus
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, DescribeTaskQueueResponse
+from temporalio.api.workflowservice.v1 import (
+    DescribeTaskQueueRequest,
+    DescribeTaskQueueResponse,
+    DescribeWorkflowExecutionRequest,
+    GetWorkflowExecutionHistoryRequest,
+)
 from temporalio.client import (
     Client,
     WorkflowHandle,
@@ -72,6 +78,12 @@ TRANSIENT = frozenset({RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED,
                        RPCStatusCode.RESOURCE_EXHAUSTED})
 TRANSIENT_RETRIES = 5
 TRANSIENT_PAUSE = 0.5  # seconds before the first retry, doubled for each next one
+
+# How a run ends whose start the workflow could not use (an outside caller's broken or forged
+# start, see CertificateWorkflow.run): it never held a review, so the certificate's real
+# review may still start over it. Every other ended run, above all a review closed by the
+# rules, keeps its id: a closed certificate is never reopened.
+UNUSABLE_START = frozenset({"invalid_case_reference", "workflow_id_mismatch", "undecodable_start"})
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -199,27 +211,65 @@ class CertificateClient:
 
     async def start(self, case_reference: str, provider_firm_id: str | None = None) -> bool:
         """Start the certificate's review unless one exists; False when one is running or
-        has ended (REJECT_DUPLICATE: a closed certificate is never reopened).
+        has ended (REJECT_DUPLICATE: a closed certificate is never reopened), except a run
+        that ended on a start it could not use (UNUSABLE_START), which never held a review.
 
         A transient failure is retried; when the failed call had in fact started the review,
         the retry finds it running and this returns False, as for any review already there."""
-        try:
+        async def start(reuse: WorkflowIDReusePolicy) -> None:
             await retry_transient(lambda: self.client.start_workflow(
                 CertificateWorkflow.run, CertificateInput(case_reference=case_reference),
                 id=workflow_id_for(case_reference), task_queue=self.task_queue,
                 static_summary=static_summary(case_reference, provider_firm_id),
                 static_details=static_details(case_reference, provider_firm_id),
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL), f"start {case_reference}")
+                id_reuse_policy=reuse, id_conflict_policy=WorkflowIDConflictPolicy.FAIL), f"start {case_reference}")
+
+        try:
+            await start(WorkflowIDReusePolicy.REJECT_DUPLICATE)
         except WorkflowAlreadyStartedError:
-            return False
+            if not await self.ended_on_an_unusable_start(case_reference):
+                return False
+            try:
+                await start(WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY)
+            except WorkflowAlreadyStartedError:  # started meanwhile by another caller
+                return False
+            log.info("review_started_over_unusable_start", case_reference=case_reference)
         return True
+
+    async def ended_on_an_unusable_start(self, case_reference: str) -> bool:
+        """Whether the certificate's latest run failed because its start could not be used."""
+        workflow_id = workflow_id_for(case_reference)
+        namespace = self.client.namespace
+        try:
+            described = await retry_transient(lambda: self.client.workflow_service.describe_workflow_execution(
+                DescribeWorkflowExecutionRequest(namespace=namespace,
+                                                 execution=WorkflowExecution(workflow_id=workflow_id))),
+                f"describe {case_reference}")
+            info = described.workflow_execution_info
+            if info.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_FAILED:
+                return False
+            closing = await retry_transient(lambda: self.client.workflow_service.get_workflow_execution_history(
+                GetWorkflowExecutionHistoryRequest(
+                    namespace=namespace, execution=info.execution,
+                    history_event_filter_type=HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT)),
+                f"history {case_reference}")
+        except RPCError as err:
+            if _not_found(err):
+                return False
+            raise
+        for event in closing.history.events:
+            if event.HasField("workflow_execution_failed_event_attributes"):
+                failure = event.workflow_execution_failed_event_attributes.failure
+                return failure.application_failure_info.type in UNUSABLE_START
+        return False
 
     async def record_activity(self, case_reference: str, event: ActivityEvent) -> None:
         """What an activity source sends: signal-with-start of `record_activity`. Raises
         CertificateClosed when the certificate's review has ended. A transient failure is
-        retried: an event delivered twice is recorded once (the ledger is keyed by event id)."""
-        try:
+        retried: an event delivered twice is recorded once (the ledger is keyed by event id).
+        A run that ended on a start it could not use (UNUSABLE_START) is not a closed review:
+        the event starts the real one over it."""
+        async def signal_with_start(reuse: WorkflowIDReusePolicy) -> None:
             await retry_transient(lambda: self.client.start_workflow(
                 CertificateWorkflow.run, CertificateInput(case_reference=case_reference),
                 id=workflow_id_for(case_reference), task_queue=self.task_queue,
@@ -227,11 +277,19 @@ class CertificateClient:
                 static_summary=static_summary(case_reference, None),
                 static_details=static_details(case_reference, None),
                 start_signal=CertificateWorkflow.record_activity.__name__, start_signal_args=[event],
-                # A closed certificate stays closed: never start a second review for it.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # REJECT_DUPLICATE first: a closed certificate stays closed.
+                id_reuse_policy=reuse,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING), f"record_activity {case_reference}")
+
+        try:
+            await signal_with_start(WorkflowIDReusePolicy.REJECT_DUPLICATE)
         except WorkflowAlreadyStartedError:
-            raise CertificateClosed(case_reference) from None
+            if not await self.ended_on_an_unusable_start(case_reference):
+                raise CertificateClosed(case_reference) from None
+            try:
+                await signal_with_start(WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY)
+            except WorkflowAlreadyStartedError:
+                raise CertificateClosed(case_reference) from None
 
     # --- signals -------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ from icr.domain.models.messages import (
     ReassignContactResult,
     RespondRequest,
     RespondResult,
+    Undecodable,
 )
 from icr.domain.models.policy import (
     OpenCertificate,
@@ -191,6 +192,7 @@ __all__ = [
     "TaskRecord",
     "TaskView",
     "UpdateContact",
+    "Undecodable",
     "User",
     "money",
     "Model",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -114,3 +115,13 @@ class CloseCertificateRequest(Model):
     reason: str = ""
     occurred_at: datetime | None = None
     system: str | None = None
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """What a worker hands the workflow, in place of a message, for a payload it could not
+    decode (encrypted with a key it does not have, failed authentication, not JSON, not the
+    message's shape): the workflow refuses it instead of failing on it. Never sent; `reason`
+    says why in a line, without the payload's content."""
+
+    reason: str

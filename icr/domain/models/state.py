@@ -161,3 +161,7 @@ class CarriedState(Model):
     # Messages dropped because a queue was full, not yet audited.
     dropped_events: int = 0
     dropped_decisions: int = 0
+    # Messages dropped because their payload could not be decoded, not yet audited, and why
+    # the last of them could not.
+    dropped_undecodable: int = 0
+    undecodable_reason: str = ""
