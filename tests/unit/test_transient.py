@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.api.workflow.v1 import WorkflowExecutionInfo
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionResponse
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -55,9 +58,20 @@ async def test_any_other_failure_is_raised_at_once(status: RPCStatusCode) -> Non
     assert calls[0] == 1
 
 
+class RunningReview:
+    """The server's description of the certificate's review: running."""
+
+    async def describe_workflow_execution(self, request: object) -> DescribeWorkflowExecutionResponse:
+        return DescribeWorkflowExecutionResponse(workflow_execution_info=WorkflowExecutionInfo(
+            status=WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING))
+
+
 class FlakyTemporal:
     """Stands in for the Temporal client: its first start fails as a busy server's did, after
     the server had in fact started the workflow; the second finds it running."""
+
+    namespace = "default"
+    workflow_service = RunningReview()
 
     def __init__(self) -> None:
         self.starts = 0
