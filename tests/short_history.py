@@ -5,6 +5,8 @@ limit (it is a class attribute, not an input)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio import workflow
 
 # Passed through the sandbox, as the workflow module does: one copy of the models.
@@ -21,5 +23,5 @@ class ShortHistoryCertificateWorkflow(CertificateWorkflow):
 
     # The SDK wants the run method declared on every workflow class.
     @workflow.run
-    async def run(self, input: CertificateInput | None = None) -> CertificateStatus:
-        return await super().run(input)
+    async def run(self, input: CertificateInput | None = None, *extra: Any) -> CertificateStatus:
+        return await super().run(input, *extra)

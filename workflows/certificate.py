@@ -8,12 +8,19 @@ until the next deadline or message. Decisions live in the rules, SQL in the acti
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
+from temporalio.worker import (
+    HandleSignalInput,
+    Interceptor,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -94,6 +101,12 @@ EVENTS_PER_STEP = 500
 # The refusal of a message whose payload could not be decoded (see icr/adapters/temporal/codec.py).
 UNDECODABLE_MESSAGE = "undecodable_message"
 UNDECODABLE_START = "undecodable_start"
+# A start with more than the one input the contract names.
+INVALID_START = "invalid_start"
+# How many arguments each signal takes: a signal sent with another number would fail the
+# handler's call, and with it every workflow task of the certificate.
+SIGNAL_ARGUMENTS = {"record_activity": 1, "laa_decision": 1, "close_certificate": 1,
+                    "registration_updated": 0, "policy_changed": 0, "outages_changed": 0}
 
 
 def _refusal(refused: rules.Refused) -> ApplicationError:
@@ -128,9 +141,10 @@ class CertificateWorkflow:
     history_limit: int = DEFAULT_HISTORY_LIMIT
 
     @workflow.init
-    def __init__(self, input: CertificateInput | None = None) -> None:
+    def __init__(self, input: CertificateInput | None = None, *extra: Any) -> None:
         # Nothing here may raise on bad input: that would fail every workflow task, for good.
-        # A start the workflow cannot use is refused by `run`, ending the workflow.
+        # A start the workflow cannot use is refused by `run`, ending the workflow. (`extra`:
+        # a start with more arguments must reach this method too.)
         undecodable = input if isinstance(input, Undecodable) else None
         if undecodable is not None:
             if self._continued_by_the_engine():
@@ -143,6 +157,9 @@ class CertificateWorkflow:
         try:
             if undecodable is not None:
                 raise rules.Refused(UNDECODABLE_START, f"the start input could not be decoded: {undecodable.reason}")
+            if extra:
+                raise rules.Refused(INVALID_START, f"a start takes one input, the case reference; "
+                                                   f"{1 + len(extra)} were given")
             case_reference = rules.check_case_reference(input.case_reference)
             if workflow.info().workflow_id != rules.workflow_id_for(case_reference):
                 raise rules.Refused("workflow_id_mismatch", f"workflow id must be "
@@ -200,7 +217,7 @@ class CertificateWorkflow:
     # --- the run loop ----------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, input: CertificateInput | None = None) -> CertificateStatus:
+    async def run(self, input: CertificateInput | None = None, *extra: Any) -> CertificateStatus:
         # `input` is read by __init__; a default, so that a start with no input at all is
         # refused like any other unusable start.
         if self._start_refused is not None:
@@ -547,3 +564,23 @@ class CertificateWorkflow:
         result: LoadUsersResult = await self._step("load_users", LoadUsersInput(login_ids=login_ids),
                                                    LoadUsersResult, "read the user directory")
         return {u.login_id: u for u in result.users}
+
+
+class MessageArguments(Interceptor):
+    """On every worker: a signal of CertificateWorkflow sent with another number of arguments
+    than it takes (SIGNAL_ARGUMENTS) is dropped and counted, instead of failing the handler's
+    call and with it every workflow task of the certificate."""
+
+    def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor]:
+        return _MessageArgumentsInbound
+
+
+class _MessageArgumentsInbound(WorkflowInboundInterceptor):
+    async def handle_signal(self, input: HandleSignalInput) -> None:
+        expected = SIGNAL_ARGUMENTS.get(input.signal)
+        if expected is None or len(input.args) == expected or workflow.info().workflow_type != "CertificateWorkflow":
+            return await super().handle_signal(input)
+        if expected == 0:  # a notice that carries nothing: what was sent is ignored
+            return await super().handle_signal(dataclasses.replace(input, args=[]))
+        reason = f"{input.signal} takes {expected} argument(s); {len(input.args)} were sent"
+        return await super().handle_signal(dataclasses.replace(input, args=[Undecodable(reason)]))

@@ -44,7 +44,7 @@ from icr.runtime.keyring import payload_keys
 from icr.runtime.mail import mail_config
 from icr.runtime.servers import Services, services
 from icr.runtime.settings import Settings
-from workflows.certificate import CertificateWorkflow
+from workflows.certificate import CertificateWorkflow, MessageArguments
 from workflows.digest import DIGEST_WORKFLOW_ID, DailyDigestWorkflow
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
@@ -177,7 +177,7 @@ def build_worker(client: Client, store: Store, settings: Settings, mailer: Maile
         task_queue=settings.task_queue,
         workflows=[certificate_workflow, DailyDigestWorkflow],
         activities=activities.all() + mail.all(),
-        interceptors=interceptors,
+        interceptors=[MessageArguments(), *interceptors],
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_local_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,

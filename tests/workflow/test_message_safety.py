@@ -182,6 +182,40 @@ async def test_a_start_that_ended_unusable_does_not_stop_an_activity_source_star
     assert s.last_activity_at == now - 10 * DAY
 
 
+# --- the wrong number of arguments -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [[], [{"event_id": "e1"}, {"more": 1}]], ids=["none", "two"])
+async def test_a_signal_with_the_wrong_number_of_arguments_is_dropped_and_counted(engine: Engine,
+                                                                                   args: list[Any]) -> None:
+    handle = await started_certificate(engine, 10 * DAY)
+    for signal in ("record_activity", "laa_decision", "close_certificate"):
+        await handle.signal(signal, args=args)
+    await handle.signal("registration_updated", args=[{"more": 1}])  # carries nothing: what was sent is ignored
+    now = await engine.now()
+    await handle.signal(CertificateWorkflow.record_activity, ActivityEvent(event_id="good", kind="bill",
+                                                                           occurred_at=now))
+    await engine.env.sleep(1)
+    s = await eventually(lambda: status(handle), lambda s: s.last_activity_at == now)
+    assert s.stage == "Active" and s.closed_at is None
+    rows = await eventually(lambda: audited(engine, "messages_undecodable"),
+                            lambda rows: sum(int(r["detail"]["messages"]) for r in rows) == 3)
+    assert all(f"{len(args)} were sent" in r["detail"]["last_reason"] for r in rows)
+    assert await task_failures(handle) == 0
+
+
+async def test_a_start_with_more_than_one_input_ends_at_once_and_the_review_can_start(engine: Engine) -> None:
+    forged = await engine.client.start_workflow(
+        "CertificateWorkflow", args=[{"case_reference": engine.ref}, {"carried": {}}], id=workflow_id_for(engine.ref),
+        task_queue=engine.task_queue)
+    with pytest.raises(WorkflowFailureError) as caught:
+        await asyncio.wait_for(forged.result(), 30)
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "invalid_start", cause
+    assert await task_failures(forged) == 0
+    assert await engine.certificates.start(engine.ref) is True
+
+
 # --- a response whose user lookup outlasts the return date ----------------------------------
 
 
