@@ -28,6 +28,9 @@ with workflow.unsafe.imports_passed_through():
     from icr.domain import rules
     from icr.domain.models import (
         INVALID_DATA,
+        INVALID_START,
+        UNDECODABLE_MESSAGE,
+        UNDECODABLE_START,
         ActivityEvent,
         CarriedState,
         CertificateInput,
@@ -98,11 +101,6 @@ DEFAULT_HISTORY_LIMIT = 500
 MAX_PENDING_EVENTS = 1_000
 MAX_PENDING_DECISIONS = 100
 EVENTS_PER_STEP = 500
-# The refusal of a message whose payload could not be decoded (see icr/adapters/temporal/codec.py).
-UNDECODABLE_MESSAGE = "undecodable_message"
-UNDECODABLE_START = "undecodable_start"
-# A start with more than the one input the contract names.
-INVALID_START = "invalid_start"
 # How many arguments each signal takes: a signal sent with another number would fail the
 # handler's call, and with it every workflow task of the certificate.
 SIGNAL_ARGUMENTS = {"record_activity": 1, "laa_decision": 1, "close_certificate": 1,

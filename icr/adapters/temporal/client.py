@@ -39,6 +39,8 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from icr.domain.models import (
+    INVALID_START,
+    UNDECODABLE_START,
     ActivityEvent,
     CertificateInput,
     CertificateStatus,
@@ -83,8 +85,7 @@ TRANSIENT_PAUSE = 0.5  # seconds before the first retry, doubled for each next o
 # start, see CertificateWorkflow.run): it never held a review, so the certificate's real
 # review may still start over it. Every other ended run, above all a review closed by the
 # rules, keeps its id: a closed certificate is never reopened.
-UNUSABLE_START = frozenset({"invalid_case_reference", "workflow_id_mismatch", "undecodable_start",
-                            "invalid_start"})
+UNUSABLE_START = frozenset({"invalid_case_reference", "workflow_id_mismatch", UNDECODABLE_START, INVALID_START})
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

@@ -80,6 +80,11 @@ EXERCISE_ACTOR = "LAA (exercise)"
 ENGINE_ACTOR = "engine"
 # The activities' error type for a value the database refuses (never fixed by retrying).
 INVALID_DATA = "invalid_data"
+# The refusals of what a worker could not decode or use (see icr/adapters/temporal/codec.py):
+# an update's payload, a start's input, a start with more than its one input.
+UNDECODABLE_MESSAGE = "undecodable_message"
+UNDECODABLE_START = "undecodable_start"
+INVALID_START = "invalid_start"
 
 
 
