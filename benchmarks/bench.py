@@ -90,7 +90,8 @@ def engine_env(svc: Services, data: Path, log_level: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "ICR_"))},
             "TEMPORAL_ADDRESS": svc.temporal_address, "DATABASE_URL": svc.database_url,
             "ICR_DATA_DIR": str(data), "ICR_PAYLOAD_KEYS": (data / "payload-keys").read_text().strip(),
-            "ICR_LOG_FORMAT": "json", "ICR_LOG_LEVEL": log_level, "PYTHONUNBUFFERED": "1"}
+            "ICR_LOG_FORMAT": "json", "ICR_LOG_LEVEL": log_level, "PYTHONUNBUFFERED": "1",
+            "ICR_ACTOR": "bench"}  # who the benchmark's imports are audited as
 
 
 def cpu_seconds(pid: int) -> float:

@@ -130,7 +130,9 @@ class EngineEnv:
         env.update(TEMPORAL_ADDRESS=self.temporal_address, DATABASE_URL=self.database_url,
                    ICR_TASK_QUEUE=self.task_queue, ICR_DATA_DIR=str(self.data_dir),
                    # These tests are an outside system that holds none of the engine's keys.
-                   ICR_PAYLOAD_ENCRYPTION="false", PYTHONUNBUFFERED="1")
+                   ICR_PAYLOAD_ENCRYPTION="false", PYTHONUNBUFFERED="1",
+                   # The operator the command line's writes are audited as (it refuses to write without one).
+                   ICR_ACTOR="e2e-operator")
         if self.namespace:
             env["TEMPORAL_NAMESPACE"] = self.namespace
         return env

@@ -16,10 +16,13 @@ from icr.adapters.temporal.client import (
 from icr.cli.common import (
     EXIT_USAGE,
     CliError,
+    add_actor_argument,
     case_reference_arg,
     command,
+    firm_arg,
     message_arg,
     now_utc,
+    positive_int_arg,
     print_json,
     response_arg,
     status_or_error,
@@ -45,15 +48,15 @@ from icr.runtime.engine import Runtime
 
 async def cmd_record_activity(rt: Runtime, args: argparse.Namespace) -> int:
     event = ActivityEvent(event_id=args.event_id, kind=args.kind, occurred_at=args.occurred_at or now_utc(),
-                          source=args.source)
+                          source=args.source or args.actor)
     try:
         rules.check_event(event, now_utc())
     except rules.Refused as refused:
         raise CliError(refused.message, EXIT_USAGE) from None
-    recorded = [r for r in await rt.store.ledger_of(args.case_reference) if r["event_id"] == event.event_id]
+    recorded = [r for r in await rt.store.ledger_of(args.case_reference) if r.event_id == event.event_id]
     if recorded:
-        print(f"event {event.event_id} was already recorded for {args.case_reference} ({recorded[0]['kind']} "
-              f"at {recorded[0]['occurred_at'].isoformat()}); it counts once, nothing changed")
+        print(f"event {event.event_id} was already recorded for {args.case_reference} ({recorded[0].kind} "
+              f"at {recorded[0].occurred_at.isoformat()}); it counts once, nothing changed")
         return 0
     try:
         await rt.certificates.record_activity(args.case_reference, event)
@@ -113,7 +116,8 @@ async def cmd_close(rt: Runtime, args: argparse.Namespace) -> int:
     if status.stage == IcrStage.CLOSED:
         raise CliError(f"certificate {args.case_reference} is already closed")
     await certificates.close(args.case_reference,
-                             CloseCertificateRequest(reason=args.reason, occurred_at=args.occurred_at or now_utc()))
+                             CloseCertificateRequest(reason=args.reason, occurred_at=args.occurred_at or now_utc(),
+                                                     system=f"operator {args.actor}"))
     print(f"close sent for {args.case_reference}")
     return 0
 
@@ -153,28 +157,22 @@ async def cmd_list(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def cmd_queue(rt: Runtime, args: argparse.Namespace) -> int:
+    # From the engine's own task table, complete at any size (visibility is only eventually
+    # consistent and a list of it is cut off at its limit); the filter is the same list in the
+    # Web UI.
     query = queue_query(args.kind, args.firm)
-    listed = {c.case_reference: c async for c in rt.certificates.list_queue(args.kind, args.firm,
-                                                                               limit=args.limit)}
-    # The open task from the registry: what it asks, and since when (the oldest first).
-    tasks = [t for t in await rt.store.open_tasks_of(list(listed)) if not args.kind or t["kind"] == args.kind]
-    waiting = {t["case_reference"] for t in tasks}
+    queue = await rt.store.open_tasks(args.kind, args.firm, limit=args.limit)
     print(f"# filter: {query}")
     link = ui_link(rt, query)
     if link:
         print(f"# Web UI: {link}")
     now = now_utc()
-    if listed:
-        print(f"{'waiting':>8}  {'certificate':<14} {'firm':<8} {'stage':<17} {'task':<22} {'kind':<21} asks")
-    for t in tasks:
-        c = listed[t["case_reference"]]
-        print(f"{waited(t['raised_at'], now):>8}  {c.case_reference:<14} {c.provider_firm_id or '-':<8} "
-              f"{c.stage or '?':<17} {t['task_id']:<22} {t['kind']:<21} {t['detail']}")
-    for ref in sorted(set(listed) - waiting):  # listed before the registry caught up (or after)
-        c = listed[ref]
-        print(f"{'?':>8}  {ref:<14} {c.provider_firm_id or '-':<8} {c.stage or '?':<17} {'-':<22} "
-              f"{c.open_task_kind or '-':<21} -")
-    print(f"{len(listed)} certificate(s) waiting for the LAA")
+    if queue.tasks:
+        print(f"{'waiting':>8}  {'certificate':<14} {'firm':<8} {'task':<22} {'kind':<21} asks")
+    for t in queue.tasks:
+        print(f"{waited(t.raised_at, now):>8}  {t.case_reference:<14} {t.provider_firm_id or '-':<8} "
+              f"{t.task_id:<22} {t.kind:<21} {t.detail}")
+    print(f"{len(queue.tasks)} of {queue.total} open task(s) waiting for the LAA, the longest waiting first")
     return 0
 
 
@@ -187,7 +185,8 @@ def configure_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--kind", required=True, help=f"one of: {', '.join(k.value for k in ActivityKind)}")
     p.add_argument("--event-id", required=True)
     p.add_argument("--occurred-at", type=timestamp_arg, default=None, help="ISO 8601 with timezone (default now)")
-    p.add_argument("--source", default="starter.py")
+    p.add_argument("--source", default=None, help="who reported the event (default: the actor)")
+    add_actor_argument(p, "recording it")
 
     p = command(sub, "respond", cmd_respond, "answer a certificate's open notification as a provider user")
     p.add_argument("case_reference", type=case_reference_arg)
@@ -212,17 +211,19 @@ def configure_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("case_reference", type=case_reference_arg)
     p.add_argument("--reason", required=True)
     p.add_argument("--occurred-at", type=timestamp_arg, default=None)
+    add_actor_argument(p, "closing it")
 
     p = command(sub, "status", cmd_status, "show a certificate's whole state")
     p.add_argument("case_reference", type=case_reference_arg)
 
     p = command(sub, "list", cmd_list, "list certificates by stage and firm (Temporal visibility)")
     p.add_argument("--stage", choices=[s.value for s in IcrStage])
-    p.add_argument("--firm", help="provider firm id")
-    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--firm", type=firm_arg, help="provider firm id")
+    p.add_argument("--limit", type=positive_int_arg, default=200)
 
     p = command(sub, "queue", cmd_queue, "the certificates waiting for the LAA, the longest waiting first, with "
                                          "each one's open task and the Web UI link to the same list")
     p.add_argument("--kind", choices=[k.value for k in TaskKind], help="one queue (default: every kind)")
-    p.add_argument("--firm", help="provider firm id")
-    p.add_argument("--limit", type=int, default=500)
+    p.add_argument("--firm", type=firm_arg, help="provider firm id")
+    p.add_argument("--limit", type=positive_int_arg, default=None,
+                   help="show only the N longest waiting (default: every one; the count says how many in all)")

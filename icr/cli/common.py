@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Awaitable, Callable
+import os
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, NoReturn
 
 from icr.adapters.temporal.client import (
@@ -22,9 +25,12 @@ from icr.domain.models import (
 )
 from icr.runtime.engine import Runtime
 
+# The exit codes docs/operations.md documents: 1 the engine refused (or `check` found a
+# disagreement), 2 bad input or a bad setting (nothing was sent), 3 a server could not be reached.
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+ACTOR_VARIABLE = "ICR_ACTOR"
 QUERY_TIMEOUT = timedelta(seconds=10)  # a query needs a running worker
 
 
@@ -46,6 +52,39 @@ def case_reference_arg(value: str) -> str:
         return rules.check_case_reference(value)
     except rules.Refused as refused:
         raise argparse.ArgumentTypeError(refused.message) from None
+
+
+def firm_arg(value: str) -> str:
+    # The registry's own check of a provider firm id (digits only): anything else matches nothing.
+    if not re.fullmatch(r"[0-9]+", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a provider firm id (digits only, e.g. 26517)")
+    return value
+
+
+def existing_file_arg(value: str) -> Path:
+    path = Path(value)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{value}: no such file" if not path.exists() else f"{value}: not a file")
+    return path
+
+
+def add_actor_argument(p: argparse.ArgumentParser, what: str) -> None:
+    """--actor on a command that writes: who does it, for the audit log. Without it the command
+    takes ICR_ACTOR, and without either it refuses before it connects (see `actor_of`)."""
+    p.add_argument("--actor", default=None, metavar="NAME",
+                   help=f"who is {what}, as the audit log records it (default: ${ACTOR_VARIABLE}; "
+                        "one of them is required)")
+    p.set_defaults(needs_actor=True)
+
+
+def actor_of(given: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """The actor of a write: --actor, else ICR_ACTOR. Refused (exit 2) when neither names one,
+    rather than audited under a made-up name."""
+    actor = (given if given is not None else environ.get(ACTOR_VARIABLE, "")).strip()
+    if not actor:
+        raise CliError(f"who is doing this? pass --actor NAME or set {ACTOR_VARIABLE} (the audit log records "
+                       "who made each change); nothing was written", EXIT_USAGE)
+    return actor
 
 
 def response_arg(value: str) -> str:

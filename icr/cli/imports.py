@@ -4,7 +4,6 @@ generate-registry writes synthetic files of any size."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -14,8 +13,9 @@ from icr.adapters.temporal.client import (
 from icr.cli.common import (
     EXIT_REFUSED,
     EXIT_UNAVAILABLE,
-    EXIT_USAGE,
     CliError,
+    add_actor_argument,
+    existing_file_arg,
     non_negative_int_arg,
     now_utc,
     positive_float_arg,
@@ -29,9 +29,7 @@ from icr.services import importer
 
 async def cmd_import(rt: Runtime, args: argparse.Namespace) -> int:
     path: Path = args.file
-    if not path.is_file():
-        raise CliError(f"{path}: no such file", EXIT_USAGE)
-    actor = args.actor
+    actor: str = args.actor
     try:
         if args.kind == "users":
             report = await importer.import_users(rt.store, path, actor=actor, now=now_utc())
@@ -88,9 +86,8 @@ def configure_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         ("caseworkers", "caseworker_id (the name a caseworker decides under), active (true/false)"),
     ]:
         p = imp_sub.add_parser(kind, help=f"import {kind}", description=f"import {kind}; columns: {columns}")
-        p.add_argument("file", type=Path, metavar="FILE")
-        p.add_argument("--actor", default=os.environ.get("USER") or "operator",
-                       help="who is importing (recorded in the audit log)")
+        p.add_argument("file", type=existing_file_arg, metavar="FILE")
+        add_actor_argument(p, "importing")
         if kind == "certificates":
             p.add_argument("--concurrency", type=positive_int_arg, default=importer.CONCURRENCY,
                            help=f"rows written and workflows started at once (default {importer.CONCURRENCY})")

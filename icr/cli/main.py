@@ -16,16 +16,21 @@ import os
 import sys
 
 import asyncpg
-from temporalio.service import RPCError
+import pydantic
+from pydantic import SecretStr
+from temporalio.service import RPCError, RPCStatusCode
 
 from icr.cli import certificates, imports, operations, policy
-from icr.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, CliError, Parser
-from icr.runtime.engine import connected
+from icr.cli.common import EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, CliError, Parser, actor_of
+from icr.runtime.engine import UNREACHABLE_DATABASE, Runtime, ServerUnreachable, connected, database_address
 from icr.runtime.keyring import ConfigurationError
 from icr.runtime.logs import configure_logging
 from icr.runtime.settings import Settings
 
 GROUPS = (operations, certificates, imports, policy)
+
+# Temporal's answers that mean it could not be reached (or did not answer in time), not "no".
+_UNREACHABLE_RPC = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,16 +41,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def settings_or_error() -> Settings:
+    """The settings from the environment; a bad one is a usage error naming its variable (and
+    its value, unless it is a secret)."""
+    try:
+        settings = Settings.from_env()
+    except pydantic.ValidationError as err:
+        secret = {str(f.validation_alias) for f in Settings.model_fields.values()
+                  if SecretStr in getattr(f.annotation, "__args__", (f.annotation,))}
+        problems = []
+        for e in err.errors():
+            variable = str(e["loc"][0]) if e["loc"] else "a setting"
+            shown = "" if variable in secret else f"={e.get('input')!r}"
+            problems.append(f"{variable}{shown}: {e['msg']}")
+        raise CliError(f"bad setting: {'; '.join(problems)}", EXIT_USAGE) from None
+    for variable, path in [("TEMPORAL_TLS_CA_CERT", settings.temporal_tls_ca_cert),
+                           ("TEMPORAL_TLS_CLIENT_CERT", settings.temporal_tls_client_cert),
+                           ("TEMPORAL_TLS_CLIENT_KEY", settings.temporal_tls_client_key)]:
+        if path is not None and not path.is_file():
+            raise CliError(f"bad setting: {variable}={str(path)!r}: no such file", EXIT_USAGE)
+    return settings
+
+
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     async with connected(settings) as runtime:
-        return int(await args.handler(runtime, args))
+        try:
+            return int(await args.handler(runtime, args))
+        except RPCError as err:
+            raise _rpc_error(runtime, err) from None
+        except UNREACHABLE_DATABASE as err:
+            raise CliError(str(ServerUnreachable("PostgreSQL", database_address(runtime.services.database_url),
+                                                 err)), EXIT_UNAVAILABLE) from None
+
+
+def _rpc_error(runtime: Runtime, err: RPCError) -> CliError:
+    address = runtime.services.temporal_address
+    if err.status in _UNREACHABLE_RPC:
+        return CliError(str(ServerUnreachable("the Temporal server", address, err)), EXIT_UNAVAILABLE)
+    return CliError(f"the Temporal server at {address} refused: {err.status.name if err.status else '?'}: {err}",
+                    EXIT_REFUSED)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
-    configure_logging(settings.log_format, "info" if args.command == "demo" else "warning")
     try:
+        settings = settings_or_error()
+        configure_logging(settings.log_format, "info" if args.command == "demo" else "warning")
+        if getattr(args, "needs_actor", False):  # before anything connects: nothing is written without one
+            args.actor = actor_of(args.actor)
         if getattr(args, "offline", None):
             return int(args.offline(args))
         return asyncio.run(_run(args, settings))
@@ -55,8 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (RPCError, RuntimeError, OSError, asyncpg.PostgresError) as err:
-        # A server that cannot be reached or refuses: say so plainly, no traceback.
+    except ServerUnreachable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError) as err:
+        # The server answered: the URL's user, password or database is wrong.
+        print(f"error: bad setting: DATABASE_URL: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except asyncpg.PostgresError as err:
+        print(f"error: the database refused: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_REFUSED
+    except RPCError as err:  # while connecting, before a command ran
+        print(f"error: the Temporal server refused: {err}", file=sys.stderr)
+        return EXIT_UNAVAILABLE if err.status in _UNREACHABLE_RPC else EXIT_REFUSED
+    except (RuntimeError, OSError) as err:
+        # An embedded server that did not start (a port taken, its binary missing): no traceback.
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:

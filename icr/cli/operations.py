@@ -32,9 +32,8 @@ async def cmd_demo(rt: Runtime, args: argparse.Namespace) -> int:
 async def cmd_audit(rt: Runtime, args: argparse.Namespace) -> int:
     rows = await rt.store.recent_audit(args.limit, args.case_reference, operators_only=args.operators)
     for row in rows:
-        detail = json.loads(row["detail"]) if isinstance(row["detail"], str) else row["detail"]
-        print(f"{operations.uk(row['at'])}  {row['actor']:<16} {row['action']:<24} "
-              f"{row['case_reference'] or '-':<13} {json.dumps(detail, default=str)}")
+        print(f"{operations.uk(row.at)}  {row.actor:<16} {row.action:<24} "
+              f"{row.case_reference or '-':<13} {json.dumps(row.detail, default=str)}")
     print(f"{len(rows)} audit row(s), oldest first")
     return 0
 

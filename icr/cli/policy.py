@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 
 from icr.cli.common import (
     CliError,
+    add_actor_argument,
     command,
     now_utc,
     positive_float_arg,
@@ -161,7 +161,7 @@ def configure_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         p.add_argument("--effective-from", type=timestamp_arg, default=None, metavar="T",
                        help="when it takes effect, ISO 8601 with timezone (default now; at most a day back)")
         p.add_argument("--reason", "--note", dest="reason", required=True, help="why (the audit log keeps it)")
-        p.add_argument("--actor", required=True, help="who is making the change (the audit log keeps it)")
+        add_actor_argument(p, "making the change")
         p.add_argument("--dry-run", action="store_true",
                        help="change nothing; print how many certificates would fall due, at once and week by week")
         p.add_argument("--weeks", type=positive_int_arg, default=12, help="weeks the dry run looks ahead (default 12)")
@@ -192,7 +192,7 @@ def configure_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--to", dest="ends_at", type=timestamp_arg, required=True, metavar="T",
                    help="when it ended (or will end), ISO 8601 with timezone")
     p.add_argument("--reason", required=True, help="why (the audit log keeps it)")
-    p.add_argument("--actor", required=True, help="who is declaring it (the audit log keeps it)")
+    add_actor_argument(p, "declaring it")
     p.add_argument("--rate", type=positive_float_arg, default=DEFAULT_RATE,
                    help=f"certificates told per second (default {DEFAULT_RATE:g})")
     p.set_defaults(handler=cmd_outage_declare)
@@ -216,6 +216,5 @@ def configure_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    help="the roll-out (default: every unfinished one)")
     p.add_argument("--rate", type=positive_float_arg, default=None,
                    help="certificates told per second (default: the rate it was started with)")
-    p.add_argument("--actor", default=os.environ.get("USER") or "operator",
-                   help="who is resuming it (the audit log keeps it)")
+    add_actor_argument(p, "resuming it")
     p.set_defaults(handler=cmd_rollout_resume)

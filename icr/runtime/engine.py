@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -83,6 +84,30 @@ def metrics_runtime(settings: Settings) -> tuple[TemporalRuntime | None, str | N
     return runtime, f"http://{shown}:{port}/metrics"
 
 
+class ServerUnreachable(Exception):
+    """A server the engine needs did not answer at its address (named, never with a password)."""
+
+    def __init__(self, server: str, address: str, cause: BaseException) -> None:
+        super().__init__(f"cannot reach {server} at {address}: {type(cause).__name__}: {cause}")
+        self.server = server
+        self.address = address
+
+
+# A server that is down, refusing connections, or not answering; not one that answers "no".
+UNREACHABLE_DATABASE = (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+                        asyncpg.TooManyConnectionsError)
+
+
+def database_address(url: str) -> str:
+    """host:port/database of a PostgreSQL URL, without its user or password."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.hostname or 'localhost'}{port}{parts.path or ''}"
+
+
 async def connect_temporal(settings: Settings, address: str, runtime: TemporalRuntime | None = None) -> Client:
     tls: bool | TLSConfig = settings.temporal_tls
     if settings.temporal_tls_ca_cert or settings.temporal_tls_client_cert:
@@ -93,9 +118,12 @@ async def connect_temporal(settings: Settings, address: str, runtime: TemporalRu
         )
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     keys = payload_keys(settings, embedded=settings.temporal_address is None)
-    return await Client.connect(
-        address, namespace=settings.temporal_namespace, api_key=api_key, runtime=runtime,
-        tls=tls or bool(api_key), data_converter=data_converter(EncryptionCodec(keys) if keys else None))
+    try:
+        return await Client.connect(
+            address, namespace=settings.temporal_namespace, api_key=api_key, runtime=runtime,
+            tls=tls or bool(api_key), data_converter=data_converter(EncryptionCodec(keys) if keys else None))
+    except RuntimeError as err:  # the SDK's "Failed client connect: ..."
+        raise ServerUnreachable("the Temporal server", address, err) from err
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> None:
@@ -130,7 +158,10 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
 @contextlib.asynccontextmanager
 async def database(url: str, pool_size: int = 10) -> AsyncIterator[Store]:
     """A migrated database's store."""
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+    try:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+    except UNREACHABLE_DATABASE as err:
+        raise ServerUnreachable("PostgreSQL", database_address(url), err) from err
     try:
         async with pool.acquire() as conn:
             await migrate(conn)

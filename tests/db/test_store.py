@@ -110,7 +110,7 @@ async def count(store: Store, table: str) -> int:
 
 async def audit_keys(store: Store, ref: str) -> list[tuple[str, str, str]]:
     """(idempotency key, action, actor) of a certificate's audit rows, in order."""
-    return [(r["idempotency_key"], r["action"], r["actor"]) for r in await store.audit_of(ref)]
+    return [(r.idempotency_key, r.action, r.actor) for r in await store.audit_of(ref)]
 
 
 async def audit_row(store: Store, key: str) -> dict:
@@ -206,7 +206,7 @@ async def test_record_activity_events_twice_records_each_event_once(
     # Events of a certificate not yet registered are kept too.
     assert await store.certificate_row(REF) is None
     ledger = await store.ledger_of(REF)
-    assert [(r["event_id"], r["kind"], r["occurred_at"], r["source"], r["received_at"]) for r in ledger] == [
+    assert [(r.event_id, r.kind, r.occurred_at, r.source, r.received_at) for r in ledger] == [
         ("E1", "bill", occurred_1, "CCMS", T0),
         ("E2", "amendment", occurred_2, None, T0),
     ]
@@ -240,15 +240,15 @@ async def test_raise_notification_twice_raises_one(store: Store, acts: Certifica
     assert len(rows) == 1
     assert await count(store, "notifications") == 1
     n = rows[0]
-    assert n["notification_id"] == f"{REF}-n1"
-    assert (n["provider_firm_id"], n["assigned_to"], n["cycle"]) == (FIRM, "CASEWORKER1", 1)
-    assert n["subject"] == "Inactive Case Please Review"
-    assert (n["date_assigned"], n["due_date"], n["return_date"]) == (
+    assert n.notification_id == f"{REF}-n1"
+    assert (n.provider_firm_id, n.assigned_to, n.cycle) == (FIRM, "CASEWORKER1", 1)
+    assert n.subject == "Inactive Case Please Review"
+    assert (n.date_assigned, n.due_date, n.return_date) == (
         T0, datetime(2026, 12, 7, 9, 0, tzinfo=UTC), datetime(2026, 12, 14, 9, 0, tzinfo=UTC))
-    assert (n["status"], n["is_open"]) == ("Open", True)
-    assert list(n["available_responses"]) == RESPONSE_LABELS
-    assert REF in n["letter"] and "07 December 2026" in n["letter"]
-    assert (n["response"], n["responded_by"], n["responded_at"], n["closed_at"]) == (None, None, None, None)
+    assert (n.status, n.is_open) == ("Open", True)
+    assert list(n.available_responses) == RESPONSE_LABELS
+    assert REF in n.letter and "07 December 2026" in n.letter
+    assert (n.response, n.responded_by, n.responded_at, n.closed_at) == (None, None, None, None)
 
     assert await audit_keys(store, REF) == [(f"{REF}-n1-raised", "notification_raised", "engine")]
     audit = await audit_row(store, f"{REF}-n1-raised")
@@ -264,7 +264,7 @@ async def test_mark_notification_overdue_twice_marks_once(store: Store, acts: Ce
     await twice(acts.mark_notification_overdue, step)
 
     [n] = await store.notifications_of(REF)
-    assert (n["status"], n["is_open"], n["closed_at"]) == ("Overdue", True, None)
+    assert (n.status, n.is_open, n.closed_at) == ("Overdue", True, None)
     assert await audit_keys(store, REF) == [
         (f"{REF}-n1-raised", "notification_raised", "engine"),
         (f"{REF}-n1-overdue", "notification_overdue", "engine"),
@@ -285,7 +285,7 @@ async def test_close_notification_twice_closes_once(store: Store, acts: Certific
         update={"status": NotificationStatus.WITHDRAWN, "at": closed_at + DAY}))
 
     [n] = await store.notifications_of(REF)
-    assert (n["status"], n["is_open"], n["closed_at"]) == ("No Response", False, closed_at)
+    assert (n.status, n.is_open, n.closed_at) == ("No Response", False, closed_at)
     assert await audit_keys(store, REF) == [
         (f"{REF}-n1-raised", "notification_raised", "engine"),
         (f"{REF}-n1-closed", "notification_closed", "engine"),
@@ -296,7 +296,7 @@ async def test_close_notification_twice_closes_once(store: Store, acts: Certific
 
     # Closed, so a new cycle's notification may be opened for the same certificate.
     await env.run(acts.raise_notification, raise_step(2, at=T2))
-    assert [r["is_open"] for r in await store.notifications_of(REF)] == [False, True]
+    assert [r.is_open for r in await store.notifications_of(REF)] == [False, True]
 
 
 async def test_record_response_twice_records_once(store: Store, acts: CertificateActivities) -> None:
@@ -309,11 +309,11 @@ async def test_record_response_twice_records_once(store: Store, acts: Certificat
     await twice(acts.record_response, step)
 
     [n] = await store.notifications_of(REF)
-    assert (n["status"], n["is_open"], n["response"], n["message"], n["responded_by"],
-            n["responded_at"], n["closed_at"]) == (
+    assert (n.status, n.is_open, n.response, n.message, n.responded_by,
+            n.responded_at, n.closed_at) == (
         "Responded", False, "case_ongoing", "Hearing listed for March.", "CASEWORKER1", answered, answered)
     ledger = await store.ledger_of(REF)
-    assert [(r["event_id"], r["kind"], r["occurred_at"], r["source"], r["received_at"]) for r in ledger] == [
+    assert [(r.event_id, r.kind, r.occurred_at, r.source, r.received_at) for r in ledger] == [
         (f"{REF}-n1-response-ongoing", "icr_ongoing_response", answered, "engine", answered)]
     assert await audit_keys(store, REF) == [
         (f"{REF}-n1-raised", "notification_raised", "engine"),
@@ -327,7 +327,7 @@ async def test_record_response_twice_records_once(store: Store, acts: Certificat
     await env.run(acts.record_response, step.model_copy(update={
         "response": Response.COMPLETE_NO_BILL_DUE, "message": "changed", "at": answered + DAY}))
     [n] = await store.notifications_of(REF)
-    assert (n["status"], n["response"], n["message"], n["responded_at"]) == (
+    assert (n.status, n.response, n.message, n.responded_at) == (
         "Responded", "case_ongoing", "Hearing listed for March.", answered)
     assert len(await store.ledger_of(REF)) == 1
     assert await count(store, "audit_log") == 2
@@ -341,7 +341,7 @@ async def test_record_response_not_ongoing_adds_no_ledger_row(store: Store, acts
                           message=None, responded_by="CASEWORKER1", at=T1)
     await twice(acts.record_response, step)
     [n] = await store.notifications_of(REF)
-    assert (n["status"], n["response"], n["is_open"]) == ("Responded", "complete_to_be_billed", False)
+    assert (n.status, n.response, n.is_open) == ("Responded", "complete_to_be_billed", False)
     assert await store.ledger_of(REF) == []
     assert [k for k, _, _ in await audit_keys(store, REF)] == [f"{REF}-n1-raised", f"{REF}-n1-response-response"]
 
@@ -356,8 +356,8 @@ async def test_raise_task_twice_raises_one(store: Store, acts: CertificateActivi
     assert len(tasks) == 1
     assert await count(store, "laa_tasks") == 1
     t = tasks[0]
-    assert (t["task_id"], t["kind"], t["notification_id"], t["response"], t["detail"], t["raised_at"],
-            t["is_open"], t["decision"], t["decided_by"], t["decided_at"]) == (
+    assert (t.task_id, t.kind, t.notification_id, t.response, t.detail, t.raised_at,
+            t.is_open, t.decision, t.decided_by, t.decided_at) == (
         f"{REF}-t1", "review", f"{REF}-n1", "complete_costs_negotiated",
         "Provider says costs negotiated: review for closure.", T0, True, None, None, None)
     assert await audit_keys(store, REF) == [(f"{REF}-t1-raised", "task_raised", "engine")]
@@ -380,7 +380,7 @@ async def test_close_task_records_the_decision_once(store: Store, acts: Certific
                                              reason="Changed my mind.", at=T2))
 
     [t] = await store.tasks_of(REF)
-    assert (t["is_open"], t["decision"], t["decided_by"], t["decision_reason"], t["decided_at"]) == (
+    assert (t.is_open, t.decision, t.decided_by, t.decision_reason, t.decided_at) == (
         False, "close", "LAA-CW1", "No activity for 20 months.", T1)
     assert await audit_keys(store, REF) == [
         (f"{REF}-t1-raised", "task_raised", "engine"),
@@ -425,12 +425,12 @@ async def test_close_certificate_recoups_the_outstanding_poa_once(
     assert second == CloseCertificateResult(recouped="1000.00")
 
     recoupments = await store.recoupments_of(REF)
-    assert [(r["recoupment_id"], r["amount"], r["recouped_at"], r["reason"], r["actor"]) for r in recoupments] == [
+    assert [(r.recoupment_id, r.amount, r.recouped_at, r.reason, r.actor) for r in recoupments] == [
         (f"{REF}-recoup", Decimal("1000.00"), T0, "Case complete, no bill due", "LAA-CW1")]
     assert await count(store, "recoupments") == 1
     cert = await store.certificate_row(REF)
-    assert (cert["poa_paid"], cert["poa_recouped"]) == (Decimal("1500.00"), Decimal("1500.00"))
-    assert (cert["closed_at"], cert["closed_reason"]) == (T0, "Case complete, no bill due")
+    assert (cert.poa_paid, cert.poa_recouped) == (Decimal("1500.00"), Decimal("1500.00"))
+    assert (cert.closed_at, cert.closed_reason) == (T0, "Case complete, no bill due")
 
     assert await audit_keys(store, REF) == [
         (f"certificate-{REF}-{IMPORTED_AT.isoformat()}", "certificate_imported", "import"),
@@ -444,7 +444,7 @@ async def test_close_certificate_recoups_the_outstanding_poa_once(
     assert third.recouped == "1000.00"
     assert await count(store, "recoupments") == 1
     cert = await store.certificate_row(REF)
-    assert (cert["poa_recouped"], cert["closed_at"]) == (Decimal("1500.00"), T0)
+    assert (cert.poa_recouped, cert.closed_at) == (Decimal("1500.00"), T0)
 
 
 async def test_close_certificate_with_nothing_outstanding_recoups_nothing(
@@ -455,7 +455,7 @@ async def test_close_certificate_with_nothing_outstanding_recoups_nothing(
     assert second == CloseCertificateResult(recouped=None)
     assert await store.recoupments_of(REF) == []
     cert = await store.certificate_row(REF)
-    assert (cert["poa_paid"], cert["poa_recouped"], cert["closed_at"]) == (
+    assert (cert.poa_paid, cert.poa_recouped, cert.closed_at) == (
         Decimal("500.00"), Decimal("500.00"), T0)
     assert [k for k, _, _ in await audit_keys(store, REF)] == [
         f"certificate-{REF}-{IMPORTED_AT.isoformat()}", f"{REF}-closed"]
@@ -469,7 +469,7 @@ async def test_close_certificate_without_recoup_leaves_the_poa(store: Store, act
     assert (first.recouped, second.recouped) == (None, None)
     assert await count(store, "recoupments") == 0
     cert = await store.certificate_row(REF)
-    assert (cert["poa_recouped"], cert["closed_at"]) == (Decimal("500.00"), T0)
+    assert (cert.poa_recouped, cert.closed_at) == (Decimal("500.00"), T0)
 
 
 async def test_close_certificate_unregistered_returns_none(store: Store, acts: CertificateActivities) -> None:
@@ -487,7 +487,7 @@ async def test_closed_while_unregistered_stays_closed_in_the_registry(
     await twice(acts.close_certificate, close_step(REF2, at=T0))
     await ActivityEnvironment().run(acts.close_certificate, close_step(REF2, at=T1))  # a late retry
     row = await store.closed_unregistered_row(REF2)
-    assert row is not None and (row["closed_at"], row["closed_reason"], row["closed_by"]) == (
+    assert row is not None and (row.closed_at, row.closed_reason, row.closed_by) == (
         T0, "Case complete, no bill due", "LAA-CW1")
     snap = await store.load_certificate(REF2, T1)
     assert snap.closed is True and snap.registration is None
@@ -509,7 +509,7 @@ async def test_update_contact_twice_reassigns_once(store: Store, acts: Certifica
     await twice(acts.update_contact, step)
 
     cert = await store.certificate_row(REF)
-    assert (cert["provider_contact_login"], cert["updated_at"]) == ("CASEWORKER2", T0)
+    assert (cert.provider_contact_login, cert.updated_at) == ("CASEWORKER2", T0)
     key = f"{REF}-contact-{T0.isoformat()}-CASEWORKER2"
     assert await audit_keys(store, REF) == [
         (f"certificate-{REF}-{IMPORTED_AT.isoformat()}", "certificate_imported", "import"),
@@ -522,7 +522,7 @@ async def test_update_contact_twice_reassigns_once(store: Store, acts: Certifica
         update={"new_contact_login_id": "CASEWORKER3", "at": T1}))
     await ActivityEnvironment().run(acts.update_contact, step)
     cert = await store.certificate_row(REF)
-    assert cert["provider_contact_login"] == "CASEWORKER3"
+    assert cert.provider_contact_login == "CASEWORKER3"
     assert len(await audit_keys(store, REF)) == 3
     assert (await audit_row(store, f"{REF}-contact-{T1.isoformat()}-CASEWORKER3"))["detail"] == {
         "from": "CASEWORKER2", "to": "CASEWORKER3"}
@@ -535,7 +535,7 @@ async def test_reimporting_the_same_contact_does_not_undo_a_reassignment(store: 
 
     async def contacts() -> tuple[str, str]:
         cert = await store.certificate_row(REF)
-        return cert["provider_contact_login"], cert["imported_contact_login"]
+        return cert.provider_contact_login, cert.imported_contact_login
 
     # The same file again: unchanged, the reassignment stands.
     same = (REF, registration("CASEWORKER1"), None, Decimal("0.00"), Decimal("0.00"), "import")
@@ -560,7 +560,7 @@ async def test_a_row_from_before_the_imported_contact_counts_its_contact_as_impo
     same = (REF, registration("CASEWORKER1"), None, Decimal("0.00"), Decimal("0.00"), "import")
     assert (await store.upsert_certificate(*same, T1)).status == "updated"  # records what was imported
     cert = await store.certificate_row(REF)
-    assert (cert["provider_contact_login"], cert["imported_contact_login"]) == ("CASEWORKER1", "CASEWORKER1")
+    assert (cert.provider_contact_login, cert.imported_contact_login) == ("CASEWORKER1", "CASEWORKER1")
 
 
 async def test_audit_refusal_twice_audits_once(store: Store, acts: CertificateActivities) -> None:
@@ -715,9 +715,9 @@ async def test_upsert_certificate_imports_then_unchanged_then_updated(store: Sto
     args = (REF, registration(), last, Decimal("1500.00"), Decimal("500.00"), "import")
     assert (await store.upsert_certificate(*args, IMPORTED_AT)).status == "imported"
     cert = await store.certificate_row(REF)
-    assert (cert["provider_firm_id"], cert["office_code"], cert["provider_contact_login"], cert["granted_on"],
-            cert["last_activity_at"], cert["poa_paid"], cert["poa_recouped"], cert["registered_at"],
-            cert["updated_at"], cert["closed_at"]) == (
+    assert (cert.provider_firm_id, cert.office_code, cert.provider_contact_login, cert.granted_on,
+            cert.last_activity_at, cert.poa_paid, cert.poa_recouped, cert.registered_at,
+            cert.updated_at, cert.closed_at) == (
         FIRM, "2L847Q", "CASEWORKER1", GRANTED, last, Decimal("1500.00"), Decimal("500.00"),
         IMPORTED_AT, IMPORTED_AT, None)
     import_key = f"certificate-{REF}-{IMPORTED_AT.isoformat()}"
@@ -733,13 +733,13 @@ async def test_upsert_certificate_imports_then_unchanged_then_updated(store: Sto
     assert (await store.upsert_certificate(REF, registration(), last, Decimal("1500"), Decimal("500.0"),
                                            "import", T0 + DAY)).status == "unchanged"
     assert await audit_keys(store, REF) == [(import_key, "certificate_imported", "import")]
-    assert (await store.certificate_row(REF))["updated_at"] == IMPORTED_AT
+    assert (await store.certificate_row(REF)).updated_at == IMPORTED_AT
 
     # A change: updated, audited with what changed (from and to), and only that.
     assert (await store.upsert_certificate(REF, registration(office="9Z999Z"), last, Decimal("2000.00"),
                                            Decimal("500.00"), "import", T1)).status == "updated"
     cert = await store.certificate_row(REF)
-    assert (cert["office_code"], cert["poa_paid"], cert["poa_recouped"], cert["updated_at"], cert["registered_at"]) == (
+    assert (cert.office_code, cert.poa_paid, cert.poa_recouped, cert.updated_at, cert.registered_at) == (
         "9Z999Z", Decimal("2000.00"), Decimal("500.00"), T1, IMPORTED_AT)
     update_key = f"certificate-{REF}-{T1.isoformat()}"
     assert await audit_keys(store, REF) == [
@@ -838,3 +838,55 @@ async def test_add_policy_version_numbers_sequentially_and_audits(store: Store) 
     assert (policy.version, policy.inactivity_days, next_at) == (3, 450, from_2028)
     policy, next_at = await store.policy_in_force(datetime(2028, 2, 1, tzinfo=UTC))
     assert (policy.version, next_at) == (4, None)
+
+
+async def test_open_tasks_is_the_whole_queue_oldest_first_at_any_size(store: Store) -> None:
+    """`queue` reads the LAA's queue here: every open task (more than the 500 a visibility list
+    was cut to), the longest waiting first, of one kind or one firm's certificates, with the count
+    of all that match when only the first few are asked for."""
+    other_firm = "40001"
+    count = 605
+    refs = [f"3000{i + 10_000:08d}" for i in range(count)]
+    unregistered = refs[-1]  # its task asks for the missing registration; it has no firm
+    minutes = [(i * 389) % count for i in range(count)]  # raised out of order; 389 is prime to 605
+    # The bulk written in one go (the store's writes, one at a time, take a minute here); the
+    # unregistered certificate's task through the store, as the engine raises it.
+    await store.pool.executemany(
+        """INSERT INTO certificates (case_reference, provider_firm_id, office_code, provider_contact_login,
+               granted_on) VALUES ($1, $2, '2L847Q', 'CASEWORKER1', $3)""",
+        [(ref, FIRM if i % 3 else other_firm, GRANTED) for i, ref in enumerate(refs[:-1])])
+    await store.pool.executemany(
+        "INSERT INTO laa_tasks (task_id, case_reference, kind, detail, raised_at) VALUES ($1, $2, $3, $4, $5)",
+        [(f"TASK-{ref}-001", ref, "review" if i % 2 else "escalation", f"asks {i}",
+          T0 + minutes[i] * timedelta(minutes=1)) for i, ref in enumerate(refs[:-1])])
+    await store.raise_task(RaiseTask(case_reference=unregistered, task_id=f"TASK-{unregistered}-001",
+                                     task_kind=TaskKind.REGISTRATION_MISSING, notification_id=None, response=None,
+                                     detail=f"asks {count - 1}", at=T0 + minutes[-1] * timedelta(minutes=1)))
+    decided = refs[:5]  # decided tasks leave the queue
+    for ref in decided:
+        await store.close_task(CloseTask(case_reference=ref, task_id=f"TASK-{ref}-001", decision=Decision.KEEP_OPEN,
+                                         decided_by="LAA-CW-1", reason="ongoing", at=T1))
+    open_refs = [ref for ref in refs if ref not in decided]
+    oldest_first = sorted(open_refs, key=lambda ref: minutes[refs.index(ref)])
+
+    queue = await store.open_tasks()
+    assert queue.total == len(open_refs) == 600
+    assert [t.case_reference for t in queue.tasks] == oldest_first
+    assert [t.raised_at for t in queue.tasks] == sorted(t.raised_at for t in queue.tasks)
+    assert all(t.is_open and t.task_id == f"TASK-{t.case_reference}-001" for t in queue.tasks)
+    [missing] = [t for t in queue.tasks if t.case_reference == unregistered]
+    assert (missing.kind, missing.provider_firm_id, missing.detail) == ("registration_missing", None,
+                                                                        f"asks {count - 1}")
+
+    first = await store.open_tasks(limit=10)
+    assert (first.total, [t.case_reference for t in first.tasks]) == (600, oldest_first[:10])
+
+    reviews = await store.open_tasks(kind="review")
+    expected = [ref for ref in oldest_first if refs.index(ref) % 2 and ref != unregistered]
+    assert (reviews.total, [t.case_reference for t in reviews.tasks]) == (len(expected), expected)
+
+    of_firm = await store.open_tasks(firm=other_firm, limit=3)
+    expected = [ref for ref in oldest_first if refs.index(ref) % 3 == 0 and ref != unregistered]
+    assert (of_firm.total, [t.case_reference for t in of_firm.tasks]) == (len(expected), expected[:3])
+    assert {t.provider_firm_id for t in of_firm.tasks} == {other_firm}
+    assert (await store.open_tasks(firm="99999")).model_dump() == {"tasks": [], "total": 0}

@@ -200,10 +200,10 @@ async def test_extend_notification_twice_extends_once(store: Store) -> None:
     await env.run(acts.extend_notification, step)
     await env.run(acts.extend_notification, step)
     [n] = await store.notifications_of(A)
-    assert (n["due_date"], n["return_date"], n["status"]) == (T0 + 16 * DAY, T0 + 23 * DAY, "Open")
-    assert json.loads(n["extensions"]) == [extension.model_dump(mode="json")]
-    rows = [a for a in await store.audit_of(A) if a["action"] == "notification_extended"]
-    assert len(rows) == 1 and rows[0]["actor"] == "engine"
+    assert (n.due_date, n.return_date, n.status) == (T0 + 16 * DAY, T0 + 23 * DAY, "Open")
+    assert n.extensions == [extension.model_dump(mode="json")]
+    rows = [a for a in await store.audit_of(A) if a.action == "notification_extended"]
+    assert len(rows) == 1 and rows[0].actor == "engine"
 
 
 # --- roll-outs ----------------------------------------------------------------------------------

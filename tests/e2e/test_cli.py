@@ -330,7 +330,8 @@ async def test_status_with_no_worker_says_so_at_once(engine_env: EngineEnv, regi
     elapsed = time.monotonic() - started
     assert run.code == 3, str(run)
     assert run.stderr.startswith("error: no worker is polling task queue 'icr-idle-"), str(run)
-    assert "./run worker" in run.stderr and "Traceback" not in run.stderr, str(run)
+    assert "start a worker on that task queue" in run.stderr and "Traceback" not in run.stderr, str(run)
+    assert "./run" not in run.stderr, str(run)  # not how production starts one
     assert elapsed < 8, f"took {elapsed:.1f} s: a query would have waited for a worker\n{run}"
 
 
@@ -353,8 +354,8 @@ async def test_queue_lists_the_review_with_its_task_and_the_web_ui_link(
     rows = {row[1]: row for row in _rows(run)}
     assert registry.review in rows, str(run)
     row = rows[registry.review]
-    assert row[2:6] == [FIRM, "LaaReview", status["open_task"]["task_id"], "review"], str(run)
-    assert "Case Complete to be Billed" in " ".join(row[6:]), str(run)
+    assert row[2:5] == [FIRM, status["open_task"]["task_id"], "review"], str(run)
+    assert "Case Complete to be Billed" in " ".join(row[5:]), str(run)
     assert registry.due not in rows, str(run)  # awaiting its response: in no queue
 
     # Every queue at once, and none of another firm's.
@@ -364,7 +365,7 @@ async def test_queue_lists_the_review_with_its_task_and_the_web_ui_link(
     assert registry.review in run.stdout, str(run)
     assert "# Web UI" not in run.stdout  # no Web UI known for this server
     run = await engine_env.starter("queue", "--firm", OTHER_FIRM)
-    assert registry.review not in run.stdout and "0 certificate(s) waiting for the LAA" in run.stdout, str(run)
+    assert registry.review not in run.stdout and "0 of 0 open task(s) waiting for the LAA" in run.stdout, str(run)
     run = await engine_env.starter("queue", "--kind", "overdue")
     assert run.code == 2 and "invalid choice: 'overdue'" in run.stderr, str(run)
 
@@ -427,3 +428,89 @@ async def test_check_prints_each_disagreement_between_a_workflow_and_the_databas
         await conn.close()
     run = await engine_env.starter("check", registry.due, registry.active)
     assert run.code == 0, str(run)
+
+
+# --- the actor, an unreachable database, and the whole queue -----------------------------------
+
+
+async def test_writes_are_audited_as_icr_actor_unless_actor_names_another(
+        engine_env: EngineEnv, registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> None:  # noqa: F811
+    folder = tmp_path_factory.mktemp("actor")
+    first = write_csv(folder / "first.csv", USER_HEADER, [["ACTOR-U1", FIRM, "case_management", "false"]])
+    second = write_csv(folder / "second.csv", USER_HEADER, [["ACTOR-U2", FIRM, "case_management", "false"]])
+    run = await engine_env.starter("import", "users", str(first), env={"ICR_ACTOR": "ops.carol"})
+    assert run.code == 0, str(run)
+    run = await engine_env.starter("import", "users", str(second), "--actor", "ops.dave",
+                                   env={"ICR_ACTOR": "ops.carol"})
+    assert run.code == 0, str(run)
+    third = write_csv(folder / "third.csv", USER_HEADER, [["ACTOR-U3", FIRM, "case_management", "false"]])
+    refused = await engine_env.starter("import", "users", str(third), env={"ICR_ACTOR": "", "USER": "root"})
+    assert refused.code == 2 and "pass --actor NAME or set ICR_ACTOR" in refused.stderr, str(refused)
+    conn = await asyncpg.connect(engine_env.database_url)
+    try:
+        rows = await conn.fetch("SELECT actor, detail->>'login_id' AS login FROM audit_log "
+                                "WHERE action = 'user_imported' AND detail->>'login_id' LIKE 'ACTOR-U%' ORDER BY id")
+    finally:
+        await conn.close()
+    assert [(r["login"], r["actor"]) for r in rows] == [("ACTOR-U1", "ops.carol"), ("ACTOR-U2", "ops.dave")]
+
+
+async def test_an_unreachable_database_exits_3_naming_its_address_not_its_password(
+        engine_env: EngineEnv) -> None:  # noqa: F811
+    run = await engine_env.starter("queue", env={"DATABASE_URL": "postgresql://icr:s3cret-pw@db.invalid:5432/icr"})
+    assert run.code == 3, str(run)
+    assert run.stderr.startswith("error: cannot reach PostgreSQL at db.invalid:5432/icr: "), str(run)
+    assert "s3cret-pw" not in run.stderr and "Traceback" not in run.stderr, str(run)
+
+
+async def test_a_database_url_naming_no_database_is_a_bad_setting(engine_env: EngineEnv,  # noqa: F811
+                                                                  postgres: Any) -> None:
+    run = await engine_env.starter("queue", env={"DATABASE_URL": postgres.url("no_such_database")})
+    assert run.code == 2, str(run)
+    assert run.stderr.startswith("error: bad setting: DATABASE_URL: InvalidCatalogNameError: "), str(run)
+
+
+async def test_queue_is_complete_and_oldest_first_beyond_500_tasks(
+        engine_env: EngineEnv, postgres: Any) -> None:  # noqa: F811
+    """From the engine's task table, not the first 500 of a visibility list: a database of its
+    own, holding 600 open tasks raised in no particular order (and some decided ones)."""
+    name = f"e2e_queue_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(postgres.admin_url)
+    await admin.execute(f"CREATE DATABASE {name}")
+    await admin.close()
+    env = EngineEnv(engine_env.temporal_address, postgres.url(name), engine_env.task_queue, engine_env.data_dir)
+    migrated = await env.starter("rollout", "list")  # the command line migrates the database it is given
+    assert migrated.code == 0, str(migrated)
+    open_count, decided_count = 600, 7
+    refs = [f"3000{77_000_000 + i:08d}" for i in range(open_count + decided_count)]
+    t0 = datetime.now(UTC) - timedelta(days=30)
+    raised = {ref: t0 + timedelta(minutes=(i * 263) % len(refs)) for i, ref in enumerate(refs)}
+    conn = await asyncpg.connect(env.database_url)
+    try:
+        await conn.executemany(
+            "INSERT INTO certificates (case_reference, provider_firm_id, office_code, provider_contact_login, "
+            "granted_on) VALUES ($1, $2, '2L847Q', 'CONTACT1', '2020-01-06')",
+            [(ref, OTHER_FIRM if i % 4 == 0 else FIRM) for i, ref in enumerate(refs)])
+        await conn.executemany(
+            "INSERT INTO laa_tasks (task_id, case_reference, kind, detail, raised_at, is_open) "
+            "VALUES ($1, $2, 'review', 'review for closure', $3, $4)",
+            [(f"TASK-{ref}-001", ref, raised[ref], i < open_count) for i, ref in enumerate(refs)])
+    finally:
+        await conn.close()
+    oldest_first = sorted(refs[:open_count], key=raised.__getitem__)
+
+    def listed(run: Run) -> list[str]:
+        """Each row's certificate (the waiting column holds a space: `29d 23h`)."""
+        found = (re.search(r" (3000\d{8}) ", line) for line in run.stdout.splitlines())
+        return [m.group(1) for m in found if m]
+
+    run = await env.starter("queue")
+    assert run.code == 0, str(run)
+    assert listed(run) == oldest_first, str(run)[:3000]
+    assert run.stdout.splitlines()[-1] == "600 of 600 open task(s) waiting for the LAA, the longest waiting first"
+
+    run = await env.starter("queue", "--limit", "5", "--firm", OTHER_FIRM)
+    of_firm = [ref for ref in oldest_first if refs.index(ref) % 4 == 0]
+    assert listed(run) == of_firm[:5], str(run)
+    assert f"5 of {len(of_firm)} open task(s)" in run.stdout, str(run)
+    assert (await env.starter("queue", "--limit", "0")).code == 2

@@ -179,10 +179,10 @@ async def continues_as_new_losing_nothing(engine: Engine) -> None:
         await asyncio.sleep(0.1)
     assert s.last_activity_at == latest and s.inactivity_deadline == latest + 608 * DAY
     ledger = await engine.store.ledger_of(engine.ref)
-    assert sorted(r["event_id"] for r in ledger) == sorted(f"e{i}" for i in range(rounds))
+    assert sorted(r.event_id for r in ledger) == sorted(f"e{i}" for i in range(rounds))
     final = contacts[(rounds - 1) % 2]
     assert s.provider_contact_login == final
-    assert (await engine.store.certificate_row(engine.ref))["provider_contact_login"] == final
+    assert (await engine.store.certificate_row(engine.ref)).provider_contact_login == final
     assert await run_id(engine, handle) != first_run, "the run never continued as new"
 
 
@@ -231,7 +231,7 @@ async def test_a_backlog_with_a_worker_is_waited_out_and_one_without_is_refused_
     await gate(slow, 500, patience=0.05).wait()
     assert slow.looks == 31
     nobody = gate(FakeQueue([900], polling=False), 500, patience=0.05)
-    with pytest.raises(NoWorker, match="'q'.*\\./run worker"):
+    with pytest.raises(NoWorker, match="'q'.*start a worker on that task queue"):
         await nobody.wait()
 
 

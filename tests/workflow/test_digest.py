@@ -52,7 +52,7 @@ async def test_one_digest_per_user_per_day_listing_every_open_notification(engin
     first = await run_digest(engine, 1)
     assert (first.digest_date, first.queued) == (today, 2)
     rows = await engine.store.digests_on(today)
-    assert [(r["login_id"], r["notification_ids"]) for r in rows] == [("ALICE", [a1, a2]), ("BOB", [b1])]
+    assert [(r.login_id, r.notification_ids) for r in rows] == [("ALICE", [a1, a2]), ("BOB", [b1])]
 
     second = await run_digest(engine, 2)  # the same day again: nothing more
     assert (second.digest_date, second.queued) == (today, 0)

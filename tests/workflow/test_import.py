@@ -398,19 +398,20 @@ async def test_an_updated_row_updates_audits_and_tells_the_running_workflow(
     assert (report.imported, report.updated, report.unchanged, report.refused) == (0, 1, 0, [])
     assert (report.workflows_started, report.workflows_signalled) == (0, 1)
     row = await engine.store.certificate_row(ref_a)
-    assert (row["provider_contact_login"], str(row["poa_paid"]), str(row["poa_recouped"])) == (
+    assert (row.provider_contact_login, str(row.poa_paid), str(row.poa_recouped)) == (
         "CASEWORKER2", "2000.00", "750.00")
-    updates = [r for r in await engine.store.audit_of(ref_a) if r["action"] == "certificate_updated"]
+    updates = [r for r in await engine.store.audit_of(ref_a) if r.action == "certificate_updated"]
     assert len(updates) == 1
-    assert (updates[0]["actor"], updates[0]["at"]) == ("ops-bob", later)
-    assert '"CASEWORKER2"' in updates[0]["detail"] and '"2000.00"' in updates[0]["detail"]
+    assert (updates[0].actor, updates[0].at) == ("ops-bob", later)
+    assert updates[0].detail["provider_contact_login"]["to"] == "CASEWORKER2"
+    assert updates[0].detail["poa_paid"]["to"] == "2000.00"
     # The signal makes the same run read the registry again.
     await eventually(lambda: status(engine, ref_a), lambda s: s.provider_contact_login == "CASEWORKER2")
     assert await execution(engine, ref_a) == run
 
     again = await certificates(engine, v2, later + DAY, actor="ops-bob")
     assert (again.unchanged, again.workflows_signalled) == (1, 1)
-    assert len([r for r in await engine.store.audit_of(ref_a) if r["action"] == "certificate_updated"]) == 1
+    assert len([r for r in await engine.store.audit_of(ref_a) if r.action == "certificate_updated"]) == 1
 
 
 @pytest.mark.parametrize("lost", ["signal_failed", "died_after_commit"])
@@ -441,7 +442,7 @@ async def test_a_re_run_reaches_the_review_an_interrupted_import_did_not_tell(
             ref, Registration(provider_firm_id=firm, office_code=office, provider_contact_login=contact,
                               granted_on=date.fromisoformat(granted_on)),
             last, Decimal(paid), Decimal(recouped), ACTOR, later)
-    assert (await engine.store.certificate_row(ref_a))["provider_contact_login"] == "CASEWORKER2"
+    assert (await engine.store.certificate_row(ref_a)).provider_contact_login == "CASEWORKER2"
     assert (await status(engine, ref_a)).provider_contact_login == "CASEWORKER1"  # not told
 
     # The operator re-runs the import, as the failed one advised: the row is unchanged now,
@@ -490,7 +491,7 @@ async def test_an_imported_certificate_falls_due_from_its_last_activity(
     s = await eventually(lambda: status(engine, ref_a), lambda s: s.stage == "AwaitingResponse")
     assert s.open_notification is not None and s.open_notification.assigned_to == "CASEWORKER1"
     notifications = await engine.store.notifications_of(ref_a)
-    assert [(n["assigned_to"], n["is_open"]) for n in notifications] == [("CASEWORKER1", True)]
+    assert [(n.assigned_to, n.is_open) for n in notifications] == [("CASEWORKER1", True)]
 
 
 async def test_a_closed_certificate_is_not_restarted_or_rewritten(
@@ -507,7 +508,7 @@ async def test_a_closed_certificate_is_not_restarted_or_rewritten(
     assert result.stage == "Closed"
     run_id, state = await execution(engine, ref_a)
     assert state == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_COMPLETED
-    assert (await engine.store.certificate_row(ref_a))["closed_at"] is not None
+    assert (await engine.store.certificate_row(ref_a)).closed_at is not None
     audits = await count(engine.store, "SELECT count(*) FROM audit_log")
 
     # The same file, and a file with new payment figures: neither reopens nor rewrites it.
@@ -518,7 +519,7 @@ async def test_a_closed_certificate_is_not_restarted_or_rewritten(
         assert (report.imported, report.updated, report.unchanged, report.closed) == (0, 0, 1, 1)
         assert (report.workflows_started, report.workflows_signalled) == (0, 0)
         assert report.ok and report.summary().endswith("; 1 closed certificate left as they are")
-    assert str((await engine.store.certificate_row(ref_a))["poa_paid"]) == "1500.00"
+    assert str((await engine.store.certificate_row(ref_a)).poa_paid) == "1500.00"
     assert await count(engine.store, "SELECT count(*) FROM audit_log") == audits
     assert await execution(engine, ref_a) == (run_id, state)
 
@@ -589,8 +590,8 @@ async def test_exercise_responses(engine: Engine, tmp_path: Path, ref_a: str, re
                                                   f"{ref_a},complete_costs_negotiated,2024-01-20"])
     updated = await import_exercise_responses(engine.store, None, changed, actor="ops-bob", now=now + DAY)
     assert (updated.updated, updated.workflows_signalled) == (1, 0)
-    assert [r["actor"] for r in await engine.store.audit_of(ref_a)
-            if r["action"] == "exercise_response_imported"] == [ACTOR, "ops-bob"]
+    assert [r.actor for r in await engine.store.audit_of(ref_a)
+            if r.action == "exercise_response_imported"] == [ACTOR, "ops-bob"]
     assert await execution(engine, ref_a) == run
 
 

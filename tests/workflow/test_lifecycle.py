@@ -44,11 +44,11 @@ async def test_due_certificate_raises_one_notification_to_its_contact(engine: En
     rows = await engine.store.notifications_of(engine.ref)
     assert len(rows) == 1
     row = rows[0]
-    assert row["notification_id"] == n.notification_id
-    assert row["subject"] == "Inactive Case Please Review"
-    assert row["status"] == "Open" and row["is_open"] and row["provider_firm_id"] == "26517"
-    assert row["due_date"] == n.due_date
-    assert len(row["available_responses"]) == 5
+    assert row.notification_id == n.notification_id
+    assert row.subject == "Inactive Case Please Review"
+    assert row.status == "Open" and row.is_open and row.provider_firm_id == "26517"
+    assert row.due_date == n.due_date
+    assert len(row.available_responses) == 5
     attrs = await search_attributes(engine, handle)
     assert attrs["IcrStage"] == "AwaitingResponse"
     assert attrs["CaseReference"] == engine.ref and attrs["ProviderFirmId"] == "26517"
@@ -65,10 +65,10 @@ async def test_case_ongoing_renews_the_clock(engine: Engine) -> None:
     assert s.last_activity_at is not None
     assert s.inactivity_deadline == s.last_activity_at + 608 * DAY
     rows = await engine.store.notifications_of(engine.ref)
-    assert [(r["status"], r["response"], r["responded_by"]) for r in rows] == [
+    assert [(r.status, r.response, r.responded_by) for r in rows] == [
         ("Responded", "case_ongoing", "CASEWORKER1")]
     ledger = await engine.store.ledger_of(engine.ref)
-    assert [r["kind"] for r in ledger] == ["icr_ongoing_response"]
+    assert [r.kind for r in ledger] == ["icr_ongoing_response"]
     attrs = await search_attributes(engine, handle)
     assert attrs["IcrStage"] == "Active" and attrs["ResponseDueDate"] is None
     assert attrs["NotificationCycle"] == 0
@@ -84,26 +84,26 @@ async def test_review_response_then_caseworker_decision(engine: Engine, response
     s = await status(handle)
     assert s.stage == "LaaReview" and s.open_task is not None and s.open_task.kind == "review"
     tasks = await engine.store.tasks_of(engine.ref)
-    assert [(t["kind"], t["response"], t["is_open"]) for t in tasks] == [("review", response, True)]
+    assert [(t.kind, t.response, t.is_open) for t in tasks] == [("review", response, True)]
     await handle.signal(CertificateWorkflow.laa_decision, LaaDecisionRequest(caseworker="LAA-CW-7", decision=decision,
                                                            reason="checked"))
     await engine.env.sleep(1)
     tasks = await engine.store.tasks_of(engine.ref)
-    assert [(t["decision"], t["decided_by"], t["is_open"]) for t in tasks] == [(decision, "LAA-CW-7", False)]
+    assert [(t.decision, t.decided_by, t.is_open) for t in tasks] == [(decision, "LAA-CW-7", False)]
     if decision == "close":
         final = CertificateStatus.model_validate(await handle.result())
         assert final.stage == "Closed"
         assert [r.amount for r in final.recoupments] == ["1500.00"]
         recoupments = await engine.store.recoupments_of(engine.ref)
-        assert [r["amount"] for r in recoupments] == [Decimal("1500.00")]
+        assert [r.amount for r in recoupments] == [Decimal("1500.00")]
         cert = await engine.store.certificate_row(engine.ref)
-        assert cert["closed_at"] is not None and cert["poa_recouped"] == Decimal("2500.00")
+        assert cert.closed_at is not None and cert.poa_recouped == Decimal("2500.00")
     else:
         s = await status(handle)
         assert s.stage == "Active" and s.open_task is None
-        decided_at = tasks[0]["decided_at"]
+        decided_at = tasks[0].decided_at
         assert s.inactivity_deadline == decided_at + 608 * DAY
-        assert s.follow_up_due_at == financial_year_end_after(tasks[0]["raised_at"])
+        assert s.follow_up_due_at == financial_year_end_after(tasks[0].raised_at)
         assert await engine.store.recoupments_of(engine.ref) == []
 
 
@@ -114,9 +114,9 @@ async def test_no_bill_due_closes_and_recoups_exactly_the_outstanding_amount(eng
     assert final.stage == "Closed"
     assert [r.amount for r in final.recoupments] == ["1000.00"]
     recoupments = await engine.store.recoupments_of(engine.ref)
-    assert [(r["amount"], r["actor"]) for r in recoupments] == [(Decimal("1000.00"), "CASEWORKER1")]
+    assert [(r.amount, r.actor) for r in recoupments] == [(Decimal("1000.00"), "CASEWORKER1")]
     cert = await engine.store.certificate_row(engine.ref)
-    assert cert["poa_recouped"] == Decimal("1500.00") and cert["closed_at"] is not None
+    assert cert.poa_recouped == Decimal("1500.00") and cert.closed_at is not None
     attrs = await search_attributes(engine, handle)
     assert attrs["IcrStage"] == "Closed" and attrs["InactivityDeadline"] is None
 
@@ -136,12 +136,12 @@ async def test_overdue_then_answered(engine: Engine) -> None:
     await engine.env.sleep(timedelta(minutes=2))
     s = await status(handle)
     assert s.stage == "Overdue" and s.open_notification is not None and s.open_notification.overdue
-    assert [r["status"] for r in await engine.store.notifications_of(engine.ref)] == ["Overdue"]
+    assert [r.status for r in await engine.store.notifications_of(engine.ref)] == ["Overdue"]
     assert (await search_attributes(engine, handle))["IcrStage"] == "Overdue"
     await respond(handle, "case_ongoing")
     s = await status(handle)
     assert s.stage == "Active"
-    assert [(r["status"], r["response"]) for r in await engine.store.notifications_of(engine.ref)] == [
+    assert [(r.status, r.response) for r in await engine.store.notifications_of(engine.ref)] == [
         ("Responded", "case_ongoing")]
 
 
@@ -156,10 +156,10 @@ async def test_three_unanswered_cycles_then_escalation(engine: Engine) -> None:
     assert s.stage == "Escalated" and s.open_notification is None
     assert s.open_task is not None and s.open_task.kind == "escalation"
     notifications = await engine.store.notifications_of(engine.ref)
-    assert [(r["cycle"], r["status"]) for r in notifications] == [
+    assert [(r.cycle, r.status) for r in notifications] == [
         (1, "No Response"), (2, "No Response"), (3, "No Response")]
     tasks = await engine.store.tasks_of(engine.ref)
-    assert [(t["kind"], t["is_open"]) for t in tasks] == [
+    assert [(t.kind, t.is_open) for t in tasks] == [
         ("no_response", False), ("no_response", False), ("escalation", True)]
     # Nothing more is sent while the caseworker decides.
     await engine.env.sleep(30 * DAY)
@@ -177,8 +177,8 @@ async def test_activity_during_open_notification_closes_it_and_restarts_the_cloc
     s = await status(handle)
     assert s.stage == "Active" and s.open_notification is None and s.notification_cycle == 0
     assert s.inactivity_deadline == now + 608 * DAY
-    assert [r["status"] for r in await engine.store.notifications_of(engine.ref)] == ["Activity Recorded"]
-    assert [r["event_id"] for r in await engine.store.ledger_of(engine.ref)] == ["bill-1"]
+    assert [r.status for r in await engine.store.notifications_of(engine.ref)] == ["Activity Recorded"]
+    assert [r.event_id for r in await engine.store.ledger_of(engine.ref)] == ["bill-1"]
 
 
 async def test_duplicate_and_older_events_move_nothing(engine: Engine) -> None:
@@ -195,7 +195,7 @@ async def test_duplicate_and_older_events_move_nothing(engine: Engine) -> None:
     await engine.env.sleep(1)
     assert (await status(handle)).inactivity_deadline == deadline
     ledger = await engine.store.ledger_of(engine.ref)
-    assert [(r["event_id"], r["occurred_at"]) for r in ledger] == [("e0", now - 5 * DAY), ("e1", now)]
+    assert [(r.event_id, r.occurred_at) for r in ledger] == [("e0", now - 5 * DAY), ("e1", now)]
 
 
 async def test_exercise_response_is_applied_instead_of_a_notification(engine: Engine) -> None:
@@ -210,7 +210,7 @@ async def test_exercise_response_is_applied_instead_of_a_notification(engine: En
     s = await status(handle)
     assert s.stage == "Active" and s.on_exercise_list and s.open_notification is None
     assert await engine.store.notifications_of(engine.ref) == []
-    audit = [(a["actor"], a["action"]) for a in await engine.store.audit_of(engine.ref)]
+    audit = [(a.actor, a.action) for a in await engine.store.audit_of(engine.ref)]
     assert ("LAA (exercise)", "response_recorded") in audit
     # Used once: the next cycle notifies as usual, and an unanswered one is not resent.
     await engine.env.sleep(608 * DAY + timedelta(minutes=1))
@@ -229,8 +229,8 @@ async def test_close_certificate_ends_the_workflow_and_nothing_reopens_it(engine
     await handle.signal(CertificateWorkflow.close_certificate, CloseCertificateRequest(reason="discharged", occurred_at=now))
     final = CertificateStatus.model_validate(await handle.result())
     assert final.stage == "Closed" and final.recoupments == []
-    assert [r["status"] for r in await engine.store.notifications_of(engine.ref)] == ["Certificate Closed"]
-    assert (await engine.store.certificate_row(engine.ref))["closed_at"] is not None
+    assert [r.status for r in await engine.store.notifications_of(engine.ref)] == ["Certificate Closed"]
+    assert (await engine.store.certificate_row(engine.ref)).closed_at is not None
     from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
     from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -285,7 +285,7 @@ async def test_unregistered_certificate_falls_due_to_an_laa_task(engine: Engine)
     assert s.stage == "LaaReview" and not s.registered
     assert s.open_task is not None and s.open_task.kind == "registration_missing"
     assert await engine.store.notifications_of(engine.ref) == []
-    assert [e["event_id"] for e in await engine.store.ledger_of(engine.ref)] == ["a1"]
+    assert [e.event_id for e in await engine.store.ledger_of(engine.ref)] == ["a1"]
 
 
 async def test_follow_up_when_no_bill_by_31_march(engine: Engine) -> None:
@@ -298,7 +298,7 @@ async def test_follow_up_when_no_bill_by_31_march(engine: Engine) -> None:
     await engine.env.sleep(s.follow_up_due_at - await engine.now() + timedelta(minutes=1))
     s = await status(handle)
     assert s.stage == "LaaReview" and s.open_task is not None and s.open_task.kind == "follow_up"
-    assert [t["kind"] for t in await engine.store.tasks_of(engine.ref)] == ["review", "follow_up"]
+    assert [t.kind for t in await engine.store.tasks_of(engine.ref)] == ["review", "follow_up"]
 
 
 async def test_a_bill_before_31_march_cancels_the_follow_up(engine: Engine) -> None:
@@ -311,7 +311,7 @@ async def test_a_bill_before_31_march_cancels_the_follow_up(engine: Engine) -> N
     s = await status(handle)
     assert s.follow_up_due_at is None
     await engine.env.sleep(366 * DAY)
-    assert [t["kind"] for t in await engine.store.tasks_of(engine.ref)] == ["review"]
+    assert [t.kind for t in await engine.store.tasks_of(engine.ref)] == ["review"]
 
 
 async def test_cross_office_user_reassigns_the_contact_for_later_notifications(engine: Engine) -> None:
@@ -321,7 +321,7 @@ async def test_cross_office_user_reassigns_the_contact_for_later_notifications(e
     result = await handle.execute_update(CertificateWorkflow.reassign_contact, ReassignContactRequest(
         user_login_id="XOFFICE", new_contact_login_id="NEWCONTACT"))
     assert result.provider_contact_login == "NEWCONTACT"
-    assert (await engine.store.certificate_row(engine.ref))["provider_contact_login"] == "NEWCONTACT"
+    assert (await engine.store.certificate_row(engine.ref)).provider_contact_login == "NEWCONTACT"
     await engine.env.sleep(21 * DAY + timedelta(minutes=1))  # returned and resent
     s = await status(handle)
     assert s.open_notification is not None and s.open_notification.assigned_to == "NEWCONTACT"

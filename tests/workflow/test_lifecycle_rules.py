@@ -6,7 +6,6 @@ query, the search attributes and the PostgreSQL rows.
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -82,8 +81,8 @@ async def notified(engine: Engine, tmp_path: Path, **registry: object) -> Certif
 
 
 async def audits(engine: Engine, action: str) -> list[tuple[str, dict]]:
-    return [(a["actor"], json.loads(a["detail"])) for a in await engine.store.audit_of(engine.ref)
-            if a["action"] == action]
+    return [(a.actor, a.detail) for a in await engine.store.audit_of(engine.ref)
+            if a.action == action]
 
 
 # --- an exercise response imported while a notification is open ---------------------------
@@ -104,7 +103,7 @@ async def test_exercise_imported_mid_notice_answers_the_notification_and_nobody_
     assert s.stage == "LaaReview" and s.on_exercise_list
     assert s.open_task is not None and s.open_task.kind == "review"
     rows = await engine.store.notifications_of(engine.ref)
-    assert [(r["notification_id"], r["status"], r["response"], r["responded_by"]) for r in rows] == [
+    assert [(r.notification_id, r.status, r.response, r.responded_by) for r in rows] == [
         (notification_id, "Responded", "complete_to_be_billed", "LAA (exercise)")]
     assert [actor for actor, _ in await audits(engine, "response_recorded")] == ["LAA (exercise)"]
     attrs = await search_attributes(engine, handle_of(engine))
@@ -112,7 +111,7 @@ async def test_exercise_imported_mid_notice_answers_the_notification_and_nobody_
     # Never chased: no overdue, no return, no resend.
     await engine.env.sleep(30 * DAY)
     assert len(await engine.store.notifications_of(engine.ref)) == 1
-    assert [t["kind"] for t in await engine.store.tasks_of(engine.ref)] == ["review"]
+    assert [t.kind for t in await engine.store.tasks_of(engine.ref)] == ["review"]
 
 
 # --- stale events close nothing -----------------------------------------------------------
@@ -127,14 +126,14 @@ async def test_a_stale_event_moves_the_deadline_but_puts_off_no_return(engine: E
     s = await until(engine, lambda s: s.last_activity_at == late)
     assert s.stage == "AwaitingResponse" and s.notification_cycle == 1 and s.open_notification is not None
     assert s.inactivity_deadline == late + 608 * DAY
-    assert [r["status"] for r in await engine.store.notifications_of(engine.ref)] == ["Open"]
-    assert [r["event_id"] for r in await engine.store.ledger_of(engine.ref)] == ["late-1"]
+    assert [r.status for r in await engine.store.notifications_of(engine.ref)] == ["Open"]
+    assert [r.event_id for r in await engine.store.ledger_of(engine.ref)] == ["late-1"]
     # The notification is still returned on its date, and resent.
     await engine.env.sleep(21 * DAY + MINUTE)
     s = await until(engine, lambda s: s.notification_cycle == 2)
     assert s.open_task is not None and s.open_task.kind == "no_response"
     assert (await search_attributes(engine, handle_of(engine)))["NotificationCycle"] == 2
-    assert [r["status"] for r in await engine.store.notifications_of(engine.ref)] == ["No Response", "Open"]
+    assert [r.status for r in await engine.store.notifications_of(engine.ref)] == ["No Response", "Open"]
 
 
 # --- a bill between the response and the decision ---------------------------------------
@@ -155,7 +154,7 @@ async def test_a_bill_before_the_decision_spares_the_follow_up(engine: Engine, t
     s = await until(engine, lambda s: s.open_task is None)
     assert s.stage == "Active" and s.follow_up_due_at is None
     await engine.env.sleep(400 * DAY)  # past 31 March
-    assert [(t["kind"], t["decision"]) for t in await engine.store.tasks_of(engine.ref)] == [("review", "keep_open")]
+    assert [(t.kind, t.decision) for t in await engine.store.tasks_of(engine.ref)] == [("review", "keep_open")]
 
 
 # --- a late registration carries on the review --------------------------------------------
@@ -174,9 +173,9 @@ async def test_a_late_registration_closes_its_task_and_notifies_the_imported_con
     assert s.open_task is None and s.stage == "AwaitingResponse" and s.registered
     assert s.open_notification is not None and s.open_notification.assigned_to == "CASEWORKER2"
     tasks = await engine.store.tasks_of(engine.ref)
-    assert [(t["kind"], t["is_open"], t["decision"], t["decided_by"], t["decision_reason"]) for t in tasks] == [
+    assert [(t.kind, t.is_open, t.decision, t.decided_by, t.decision_reason) for t in tasks] == [
         ("registration_missing", False, None, "engine", "registered")]
-    assert [(n["assigned_to"], n["is_open"]) for n in await engine.store.notifications_of(engine.ref)] == [
+    assert [(n.assigned_to, n.is_open) for n in await engine.store.notifications_of(engine.ref)] == [
         ("CASEWORKER2", True)]
     attrs = await search_attributes(engine, handle_of(engine))
     assert (attrs["IcrStage"], attrs["ProviderFirmId"]) == ("AwaitingResponse", FIRM)
@@ -196,7 +195,7 @@ async def test_closed_while_unregistered_stays_closed(engine: Engine, tmp_path: 
     final = await handle_of(engine).result()
     assert final.stage == "Closed"
     row = await engine.store.closed_unregistered_row(engine.ref)
-    assert row is not None and row["closed_by"] == "CW1"
+    assert row is not None and row.closed_by == "CW1"
 
     # An activity source reports again: refused, the review is over.
     with pytest.raises(CertificateClosed):
@@ -218,7 +217,7 @@ async def test_closed_while_unregistered_stays_closed(engine: Engine, tmp_path: 
     again = CertificateStatus.model_validate(await restarted.result())
     assert again.stage == "Closed" and again.closed_reason == "already closed in the registry"
     assert again.open_task is None
-    assert [(t["task_id"], t["is_open"]) for t in await engine.store.tasks_of(engine.ref)] == [
+    assert [(t.task_id, t.is_open) for t in await engine.store.tasks_of(engine.ref)] == [
         (f"TASK-{engine.ref}-001", False)]
 
 
@@ -233,7 +232,7 @@ async def test_who_may_act_and_a_reimport_keeps_the_reassignment(engine: Engine,
         await engine.certificates.respond(engine.ref, RespondRequest(user_login_id="LEGACY01",
                                                                      response="case_ongoing"))
     assert refused.value.code == "pre_silas_login"
-    assert [r["status"] for r in await engine.store.notifications_of(engine.ref)] == ["Open"]
+    assert [r.status for r in await engine.store.notifications_of(engine.ref)] == ["Open"]
     # A Cross Office user who holds another role, even one that cannot respond, reassigns.
     result = await engine.certificates.reassign(engine.ref, ReassignContactRequest(
         user_login_id="XBILLS", new_contact_login_id="CASEWORKER2"))
@@ -242,7 +241,7 @@ async def test_who_may_act_and_a_reimport_keeps_the_reassignment(engine: Engine,
     report = await import_certificates(engine.store, engine.certificates, path, actor="ops", now=await engine.now())
     assert (report.unchanged, report.updated, report.workflows_signalled) == (1, 0, 1)
     row = await engine.store.certificate_row(engine.ref)
-    assert (row["provider_contact_login"], row["imported_contact_login"]) == ("CASEWORKER2", "LEGACY01")
+    assert (row.provider_contact_login, row.imported_contact_login) == ("CASEWORKER2", "LEGACY01")
     # A Cross Office user answers for the legacy login; the next review goes to the new contact.
     await engine.certificates.respond(engine.ref, RespondRequest(user_login_id="XOFFICE", response="case_ongoing"))
     await engine.env.sleep(608 * DAY + MINUTE)
@@ -269,8 +268,8 @@ async def test_a_decision_for_another_task_is_refused_and_audited(engine: Engine
     assert refusals.stage == "LaaReview" and refusals.open_task is not None
     assert refusals.open_task.task_id == open_task
     assert [(actor, d["task_id"]) for actor, d in await audits(engine, "decision_refused")] == [("CW1", stale)]
-    assert [t["is_open"] for t in await engine.store.tasks_of(engine.ref)] == [True]
-    assert (await engine.store.certificate_row(engine.ref))["closed_at"] is None
+    assert [t.is_open for t in await engine.store.tasks_of(engine.ref)] == [True]
+    assert (await engine.store.certificate_row(engine.ref)).closed_at is None
     await engine.certificates.send_decision(engine.ref, LaaDecisionRequest(
         caseworker="CW1", decision="close", reason="done", task_id=open_task))
     assert (await handle_of(engine).result()).stage == "Closed"
@@ -283,7 +282,7 @@ async def test_a_response_a_minute_before_the_return_date_is_taken(engine: Engin
     result = await engine.certificates.respond(engine.ref, RespondRequest(user_login_id="CASEWORKER1",
                                                                           response="case_ongoing"))
     assert result.stage == "Active"
-    assert [r["status"] for r in await engine.store.notifications_of(engine.ref)] == ["Responded"]
+    assert [r.status for r in await engine.store.notifications_of(engine.ref)] == ["Responded"]
 
 
 # --- the exercise follow-up year ---------------------------------------------------------
@@ -313,11 +312,11 @@ async def test_exercise_kept_open_is_followed_up_from_the_report(
     if billed_since_report:
         s = await until(engine, lambda s: s.open_task is None)
         assert s.stage == "Active" and s.follow_up_due_at is None
-        assert [t["kind"] for t in await engine.store.tasks_of(engine.ref)] == ["review"]
+        assert [t.kind for t in await engine.store.tasks_of(engine.ref)] == ["review"]
     else:  # due since 31 March 2024: raised at once
         s = await until(engine, lambda s: s.open_task is not None and s.open_task.kind == "follow_up")
         assert s.stage == "LaaReview"
-        assert [(t["kind"], t["is_open"]) for t in await engine.store.tasks_of(engine.ref)] == [
+        assert [(t.kind, t.is_open) for t in await engine.store.tasks_of(engine.ref)] == [
             ("review", False), ("follow_up", True)]
         assert (await search_attributes(engine, handle_of(engine)))["IcrStage"] == "LaaReview"
 
@@ -346,7 +345,7 @@ async def test_a_follow_up_due_during_a_notification_waits_for_it(engine: Engine
     await engine.certificates.respond(engine.ref, RespondRequest(user_login_id="CASEWORKER1", response="case_ongoing"))
     s = await until(engine, lambda s: s.open_task is not None)
     assert s.open_task is not None and s.open_task.kind == "follow_up" and s.stage == "LaaReview"
-    assert [(t["kind"], t["is_open"]) for t in await engine.store.tasks_of(engine.ref)] == [
+    assert [(t.kind, t.is_open) for t in await engine.store.tasks_of(engine.ref)] == [
         ("review", False), ("follow_up", True)]
 
 
@@ -358,8 +357,8 @@ async def test_the_letter_states_the_policy_in_force(engine: Engine, tmp_path: P
     assert s.open_notification is not None
     (row,) = await engine.store.notifications_of(engine.ref)
     due = s.open_notification.due_date.astimezone(UK).strftime("%d %B %Y")
-    assert f"within 10 days, by {due}" in row["letter"] and "within 30 days" in row["letter"]
-    assert "21 days" not in row["letter"]
+    assert f"within 10 days, by {due}" in row.letter and "within 30 days" in row.letter
+    assert "21 days" not in row.letter
     assert s.open_notification.return_date - s.open_notification.date_assigned == 30 * DAY
 
 
@@ -375,7 +374,7 @@ async def test_a_close_signal_missing_its_fields_is_refused_and_audited(engine: 
     assert [d["reason"] for _, d in await audits(engine, "close_refused")] == [
         "reason is required (why the certificate was closed elsewhere)",
         "occurred_at is required (ISO 8601 with a timezone)"]
-    assert (await engine.store.certificate_row(engine.ref))["closed_at"] is None
+    assert (await engine.store.certificate_row(engine.ref)).closed_at is None
     await engine.certificates.close(engine.ref, CloseCertificateRequest(reason="discharged",
                                                                         occurred_at=await engine.now()))
     assert (await handle.result()).stage == "Closed"

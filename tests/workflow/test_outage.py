@@ -37,6 +37,6 @@ async def test_steps_wait_out_a_database_outage_and_write_once(engine: Engine, p
         await asyncio.sleep(0.2)
     assert s.stage == "AwaitingResponse"
     rows = await engine.store.notifications_of(engine.ref)
-    assert [(r["notification_id"], r["status"]) for r in rows] == [(s.open_notification.notification_id, "Open")]
-    audit = [a["action"] for a in await engine.store.audit_of(engine.ref)]
+    assert [(r.notification_id, r.status) for r in rows] == [(s.open_notification.notification_id, "Open")]
+    audit = [a.action for a in await engine.store.audit_of(engine.ref)]
     assert audit.count("notification_raised") == 1

@@ -294,9 +294,9 @@ async def test_an_outage_across_day_10_moves_the_due_date_and_the_return_by_its_
         outage_id, "CCMS outage", length, length)
     assert datetime.fromisoformat((await search_attributes(engine, handle))["ResponseDueDate"]) == n.due_date
     [row] = await engine.store.notifications_of(ref(1, engine))
-    assert (row["due_date"], row["return_date"]) == (n.due_date, n.return_date)
-    assert [e["outage_id"] for e in json.loads(row["extensions"])] == [outage_id]
-    audit = {a["action"] for a in await engine.store.audit_of(ref(1, engine))}
+    assert (row.due_date, row.return_date) == (n.due_date, n.return_date)
+    assert [e["outage_id"] for e in row.extensions] == [outage_id]
+    audit = {a.action for a in await engine.store.audit_of(ref(1, engine))}
     assert "notification_extended" in audit
 
     await engine.env.sleep(raised.due_date + HOUR - await engine.now())
@@ -411,8 +411,10 @@ async def test_policy_set_refusals_change_nothing(engine: Engine, args: list[str
     assert await everything(engine, [handle]) == before
 
 
-@pytest.mark.parametrize("missing", ["--reason", "--actor", "--inactivity-days"])
-def test_policy_set_without_reason_actor_or_days_is_a_usage_error(
+# Without --actor (and ICR_ACTOR) the command line refuses before it connects:
+# tests/unit/test_cli_exit_codes.py.
+@pytest.mark.parametrize("missing", ["--reason", "--inactivity-days"])
+def test_policy_set_without_reason_or_days_is_a_usage_error(
         missing: str, capsys: pytest.CaptureFixture[str]) -> None:
     argv = {"--inactivity-days": "365", "--reason": "why", "--actor": "ops.lead"}
     del argv[missing]

@@ -42,7 +42,7 @@ async def assert_notification_untouched(engine: Engine, handle: WorkflowHandle) 
     s = await status(handle)
     assert s.stage == "AwaitingResponse" and s.open_notification is not None
     rows = await engine.store.notifications_of(engine.ref)
-    assert [(r["status"], r["response"], r["responded_by"]) for r in rows] == [("Open", None, None)]
+    assert [(r.status, r.response, r.responded_by) for r in rows] == [("Open", None, None)]
     assert await engine.store.tasks_of(engine.ref) == []
 
 
@@ -79,7 +79,7 @@ async def test_cross_office_user_may_answer_for_a_pre_silas_contact(engine: Engi
     assert (await status(handle)).open_notification.assigned_to == "LEGACY01"
     await respond(handle, "case_ongoing", user="XOFFICE")
     rows = await engine.store.notifications_of(engine.ref)
-    assert [(r["status"], r["responded_by"]) for r in rows] == [("Responded", "XOFFICE")]
+    assert [(r.status, r.responded_by) for r in rows] == [("Responded", "XOFFICE")]
 
 
 async def test_response_with_no_open_notification_is_refused(engine: Engine) -> None:
@@ -98,8 +98,8 @@ async def test_second_response_to_the_same_notification_is_refused(engine: Engin
     s = await status(handle)
     assert s.stage == "LaaReview" and s.recoupments == []
     rows = await engine.store.notifications_of(engine.ref)
-    assert [r["response"] for r in rows] == ["complete_to_be_billed"]
-    assert (await engine.store.certificate_row(engine.ref))["closed_at"] is None
+    assert [r.response for r in rows] == ["complete_to_be_billed"]
+    assert (await engine.store.certificate_row(engine.ref)).closed_at is None
 
 
 async def test_malformed_case_reference_fails_the_workflow_with_a_clear_error(engine: Engine) -> None:
@@ -127,11 +127,11 @@ async def test_unknown_and_future_activity_is_audited_and_moves_nothing(engine: 
     assert after.inactivity_deadline == before.inactivity_deadline
     assert after.last_activity_at == before.last_activity_at
     assert await engine.store.ledger_of(engine.ref) == []
-    refusals = [(a["action"], a["detail"]) for a in await engine.store.audit_of(engine.ref)
-                if a["action"] == "activity_refused"]
+    refusals = [(a.action, a.detail) for a in await engine.store.audit_of(engine.ref)
+                if a.action == "activity_refused"]
     assert len(refusals) == 2
-    assert "accepted kinds: application, amendment" in refusals[0][1]
-    assert "in the future" in refusals[1][1]
+    assert "accepted kinds: application, amendment" in refusals[0][1]["reason"]
+    assert "in the future" in refusals[1][1]["reason"]
 
 
 async def test_malformed_payloads_never_fail_a_workflow_task(engine: Engine) -> None:
@@ -148,8 +148,8 @@ async def test_malformed_payloads_never_fail_a_workflow_task(engine: Engine) -> 
     await engine.env.sleep(1)
     s = await status(handle)
     assert s.stage == "Active" and s.last_activity_at == now
-    assert [r["event_id"] for r in await engine.store.ledger_of(engine.ref)] == ["ok"]
-    actions = [a["action"] for a in await engine.store.audit_of(engine.ref)]
+    assert [r.event_id for r in await engine.store.ledger_of(engine.ref)] == ["ok"]
+    actions = [a.action for a in await engine.store.audit_of(engine.ref)]
     # Decodable but wrong: refused and audited (no fields, a naive time, an over-long id, an
     # unknown decision, a decision with no open task); undecodable payloads (a number for a
     # text field, a time that does not parse) are dropped by the SDK with a warning.
@@ -170,12 +170,12 @@ async def test_decide_update_answers_a_refusal_with_its_reason_and_changes_nothi
     nobody = await refused(handle, LaaDecisionRequest(caseworker=" ", decision="close"))
     assert nobody.type == "missing_caseworker"
     assert await status(handle) == before
-    assert [t["is_open"] for t in await engine.store.tasks_of(engine.ref)] == [True]
+    assert [t.is_open for t in await engine.store.tasks_of(engine.ref)] == [True]
 
     decided = await handle.execute_update(CertificateWorkflow.decide, keep_open)
     assert (decided.task_id, decided.decision, decided.stage) == (before.open_task.task_id, "keep_open", "Active")
     tasks = await engine.store.tasks_of(engine.ref)
-    assert [(t["decision"], t["decided_by"], t["decision_reason"]) for t in tasks] == [
+    assert [(t.decision, t.decided_by, t.decision_reason) for t in tasks] == [
         ("keep_open", "LAA-CW-1", "bill expected")]
     again = await refused(handle, keep_open)  # the task is decided: a second click is refused
     assert again.type == "no_open_task"

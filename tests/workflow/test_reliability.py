@@ -4,7 +4,6 @@ certificate wedged, no state taken from outside."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -78,7 +77,7 @@ async def test_an_event_written_by_an_attempt_that_did_not_finish_is_applied(
         assert crash.crashed == {handle.id}
         # The retried task found the row already written: it is applied all the same.
         assert s.last_activity_at == now and s.inactivity_deadline == now + 608 * DAY
-        assert [r["event_id"] for r in await store.ledger_of(engine.ref)] == ["e1"]
+        assert [r.event_id for r in await store.ledger_of(engine.ref)] == ["e1"]
         # A duplicate sent later counts once: no second history line, nothing moves.
         history_lines = len(s.history)
         await handle.signal(CertificateWorkflow.record_activity,
@@ -101,11 +100,11 @@ async def test_a_retried_task_writes_what_the_workflow_adopts(time_env: Workflow
         n = s.open_notification
         assert n is not None and len(rows) == 1
         row = rows[0]
-        assert (row["notification_id"], row["assigned_to"], row["date_assigned"], row["due_date"],
-                row["return_date"], row["is_open"]) == (
+        assert (row.notification_id, row.assigned_to, row.date_assigned, row.due_date,
+                row.return_date, row.is_open) == (
             n.notification_id, n.assigned_to, n.date_assigned, n.due_date, n.return_date, True)
         assert s.notifications_raised == 1
-        audit = [a["action"] for a in await store.audit_of(engine.ref)]
+        audit = [a.action for a in await store.audit_of(engine.ref)]
         assert audit.count("notification_raised") == 1
 
 
@@ -138,8 +137,8 @@ async def test_a_poison_event_is_refused_once_and_later_events_apply(engine: Eng
                         ActivityEvent(event_id="good", kind="bill", occurred_at=now))
     s = await settled(handle, lambda s: s.last_activity_at == now, "the good event applied")
     assert s.inactivity_deadline == now + 608 * DAY
-    assert [r["event_id"] for r in await engine.store.ledger_of(engine.ref)] == ["good"]
-    refusals = [a for a in await engine.store.audit_of(engine.ref) if a["action"] == "activity_refused"]
+    assert [r.event_id for r in await engine.store.ledger_of(engine.ref)] == ["good"]
+    refusals = [a for a in await engine.store.audit_of(engine.ref) if a.action == "activity_refused"]
     assert len(refusals) == 1, refusals
     assert len(str(dict(refusals[0]))) < 5_000  # the audit row is bounded too
     assert await task_failures(handle) == 0
@@ -166,7 +165,7 @@ async def test_a_poison_decision_is_refused_once_and_a_good_one_then_applies(eng
     await engine.env.sleep(1)
     s = await settled(handle, lambda s: s.stage == "LaaReview", "still under review")
     assert await engine.store.recoupments_of(engine.ref) == []
-    refusals = [a for a in await engine.store.audit_of(engine.ref) if a["action"] == "decision_refused"]
+    refusals = [a for a in await engine.store.audit_of(engine.ref) if a.action == "decision_refused"]
     assert len(refusals) == 1 and len(str(dict(refusals[0]))) < 5_000
     await handle.signal(CertificateWorkflow.laa_decision,
                         LaaDecisionRequest(caseworker="CW", decision="keep_open", reason="fine"))
@@ -183,7 +182,7 @@ async def test_a_close_with_a_poison_reason_is_refused_and_a_good_one_then_close
     await handle.signal("close_certificate", {"reason": "ok", "occurred_at": "0001-01-01T00:00:00+01:00"})
     await engine.env.sleep(1)
     s = await settled(handle, lambda s: s.stage == "AwaitingResponse", "still open")
-    audit = [a["action"] for a in await engine.store.audit_of(engine.ref)]
+    audit = [a.action for a in await engine.store.audit_of(engine.ref)]
     assert audit.count("close_refused") == 2 and "certificate_closed" not in audit
     await handle.signal("close_certificate", {"reason": "discharged", "occurred_at": now.isoformat()})
     final = CertificateStatus.model_validate(await handle.result())
@@ -236,10 +235,9 @@ async def test_the_pending_queue_is_capped_and_the_overflow_audited(time_env: Wo
         s = await settled(handle, lambda s: s.last_activity_at == last_kept, "the queued events applied",
                           timeout=120)
         await time_env.sleep(1)
-        audit = [a for a in await store.audit_of(ref) if a["action"] == "messages_dropped"]
+        audit = [a for a in await store.audit_of(ref) if a.action == "messages_dropped"]
         assert len(await store.ledger_of(ref)) == MAX_PENDING_EVENTS
-        assert [json.loads(a["detail"])["events"] if isinstance(a["detail"], str) else a["detail"]["events"]
-                for a in audit] == ["5"]
+        assert [a.detail["events"] for a in audit] == ["5"]
         assert s.stage == "Active" and await task_failures(handle) == 0
 
 
@@ -300,8 +298,8 @@ async def test_a_forged_start_cannot_set_the_engines_state(engine: Engine) -> No
     # The victim's payments on account are untouched and it is still open.
     assert await engine.store.recoupments_of(victim) == []
     cert = await engine.store.certificate_row(victim)
-    assert cert["closed_at"] is None and cert["poa_recouped"] == Decimal("0.00")
-    assert [a["actor"] for a in await engine.store.audit_of(victim) if a["actor"] == "FORGER"] == []
+    assert cert.closed_at is None and cert.poa_recouped == Decimal("0.00")
+    assert [a.actor for a in await engine.store.audit_of(victim) if a.actor == "FORGER"] == []
 
 
 async def test_the_engines_own_continue_as_new_carries_its_state(time_env: WorkflowEnvironment,

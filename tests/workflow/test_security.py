@@ -252,7 +252,7 @@ async def test_a_canary_never_shows_in_plaintext(engine: Engine, caplog: pytest.
     assert CANARY_LOGIN not in logged and CANARY_MESSAGE not in logged
     # The database is the system of record: it does hold them, in the clear, as it must.
     rows = await engine.store.notifications_of(engine.ref)
-    assert rows[0]["message"] == CANARY_MESSAGE
+    assert rows[0].message == CANARY_MESSAGE
 
 
 @contextlib.contextmanager
@@ -361,20 +361,20 @@ async def test_a_decision_from_an_unknown_or_inactive_caseworker_is_refused_and_
     await engine.env.sleep(1)
     s = await status(handle)
     assert s.stage == "LaaReview" and s.open_task == task and s.recoupments == []
-    assert [t["is_open"] for t in await engine.store.tasks_of(engine.ref)] == [True]
+    assert [t.is_open for t in await engine.store.tasks_of(engine.ref)] == [True]
     assert await engine.store.recoupments_of(engine.ref) == []
-    refusals = [(a["actor"], a["action"]) for a in await engine.store.audit_of(engine.ref)
-                if a["action"] == "decision_refused"]
+    refusals = [(a.actor, a.action) for a in await engine.store.audit_of(engine.ref)
+                if a.action == "decision_refused"]
     assert refusals == [("NOBODY", "decision_refused"), ("LAA-LEFT", "decision_refused")]
-    reasons = [a["detail"] for a in await engine.store.audit_of(engine.ref) if a["action"] == "decision_refused"]
+    reasons = [a.detail for a in await engine.store.audit_of(engine.ref) if a.action == "decision_refused"]
     assert "not in the LAA caseworker directory" in str(reasons[0]) and "no longer active" in str(reasons[1])
     # The directory's caseworker decides, and the audit names them.
     await engine.certificates.decide(engine.ref, LaaDecisionRequest(caseworker="LAA-NEW", decision="close",
                                                                     reason="confirmed"))
     final = await handle.result()
     assert final.stage == "Closed" and [r.amount for r in final.recoupments] == ["900.00"]
-    decided = [a for a in await engine.store.audit_of(engine.ref) if a["action"] == "decision_recorded"]
-    assert [a["actor"] for a in decided] == ["LAA-NEW"]
+    decided = [a for a in await engine.store.audit_of(engine.ref) if a.action == "decision_recorded"]
+    assert [a.actor for a in decided] == ["LAA-NEW"]
 
 
 async def test_close_certificate_records_the_system_that_sent_it(engine: Engine) -> None:
@@ -384,5 +384,5 @@ async def test_close_certificate_records_the_system_that_sent_it(engine: Engine)
     await engine.certificates.close(engine.ref, CloseCertificateRequest(
         reason="discharged", occurred_at=await engine.now(), system="CCMS discharge"))
     await handle.result()
-    closed = [a for a in await engine.store.audit_of(engine.ref) if a["action"] == "certificate_closed"]
-    assert [a["actor"] for a in closed] == ["close_certificate from CCMS discharge"]
+    closed = [a for a in await engine.store.audit_of(engine.ref) if a.action == "certificate_closed"]
+    assert [a.actor for a in closed] == ["close_certificate from CCMS discharge"]

@@ -18,6 +18,18 @@ from typing import Any
 import asyncpg
 
 from icr.adapters.db import AnyConnection
+from icr.adapters.db.rows import (
+    AuditRow,
+    CertificateRow,
+    ClosedCertificateRow,
+    DigestRow,
+    LedgerRow,
+    NotificationRow,
+    QueuedTask,
+    RecoupmentRow,
+    TaskQueue,
+    TaskRow,
+)
 from icr.domain.models import (
     RESPONSE_LABELS,
     ActivityEvent,
@@ -228,52 +240,68 @@ class Store:
                          {"caseworker_id": caseworker.caseworker_id, "active": caseworker.active}, at)
             return Upserted("imported" if old is None else "updated")
 
-    async def certificate_row(self, case_reference: str) -> asyncpg.Record | None:
-        return await self.pool.fetchrow("SELECT * FROM certificates WHERE case_reference = $1",
-                                        case_reference)
+    async def certificate_row(self, case_reference: str) -> CertificateRow | None:
+        row = await self.pool.fetchrow("SELECT * FROM certificates WHERE case_reference = $1",
+                                       case_reference)
+        return None if row is None else CertificateRow.of(row)
 
-    async def closed_unregistered_row(self, case_reference: str) -> asyncpg.Record | None:
+    async def closed_unregistered_row(self, case_reference: str) -> ClosedCertificateRow | None:
         """A certificate closed while it was not registered (kept closed all the same)."""
-        return await self.pool.fetchrow("SELECT * FROM closed_certificates WHERE case_reference = $1",
-                                        case_reference)
+        row = await self.pool.fetchrow("SELECT * FROM closed_certificates WHERE case_reference = $1",
+                                       case_reference)
+        return None if row is None else ClosedCertificateRow.of(row)
 
-    async def notifications_of(self, case_reference: str) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
+    async def notifications_of(self, case_reference: str) -> list[NotificationRow]:
+        return NotificationRow.all_of(await self.pool.fetch(
             "SELECT * FROM notifications WHERE case_reference = $1 ORDER BY date_assigned, notification_id",
-            case_reference)
+            case_reference))
 
-    async def tasks_of(self, case_reference: str) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
-            "SELECT * FROM laa_tasks WHERE case_reference = $1 ORDER BY raised_at, task_id", case_reference)
+    async def tasks_of(self, case_reference: str) -> list[TaskRow]:
+        return TaskRow.all_of(await self.pool.fetch(
+            "SELECT * FROM laa_tasks WHERE case_reference = $1 ORDER BY raised_at, task_id", case_reference))
 
-    async def open_tasks_of(self, case_references: list[str]) -> list[asyncpg.Record]:
-        """The open LAA tasks of these certificates, the longest waiting first."""
-        return await self.pool.fetch(
-            "SELECT * FROM laa_tasks WHERE is_open AND case_reference = ANY($1::text[]) ORDER BY raised_at, task_id",
-            case_references)
+    async def open_tasks(self, kind: str | None = None, firm: str | None = None,
+                         limit: int | None = None) -> TaskQueue:
+        """The LAA's queue from its own task table: the open tasks (of one kind, of one firm's
+        certificates, or all), the longest waiting first, the first `limit` of them (all when
+        None), and how many there are in all."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                """SELECT t.*, c.provider_firm_id FROM laa_tasks t
+                   LEFT JOIN certificates c ON c.case_reference = t.case_reference
+                   WHERE t.is_open AND ($1::text IS NULL OR t.kind = $1)
+                     AND ($2::text IS NULL OR c.provider_firm_id = $2)
+                   ORDER BY t.raised_at, t.task_id LIMIT $3""", kind, firm, limit)
+            total = await conn.fetchval(
+                """SELECT count(*) FROM laa_tasks t
+                   LEFT JOIN certificates c ON c.case_reference = t.case_reference
+                   WHERE t.is_open AND ($1::text IS NULL OR t.kind = $1)
+                     AND ($2::text IS NULL OR c.provider_firm_id = $2)""", kind, firm)
+        return TaskQueue(tasks=QueuedTask.all_of(rows), total=total)
 
-    async def recoupments_of(self, case_reference: str) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
-            "SELECT * FROM recoupments WHERE case_reference = $1 ORDER BY recouped_at", case_reference)
+    async def recoupments_of(self, case_reference: str) -> list[RecoupmentRow]:
+        return RecoupmentRow.all_of(await self.pool.fetch(
+            "SELECT * FROM recoupments WHERE case_reference = $1 ORDER BY recouped_at", case_reference))
 
-    async def ledger_of(self, case_reference: str) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
+    async def ledger_of(self, case_reference: str) -> list[LedgerRow]:
+        return LedgerRow.all_of(await self.pool.fetch(
             "SELECT * FROM activity_ledger WHERE case_reference = $1 ORDER BY occurred_at, event_id",
-            case_reference)
+            case_reference))
 
-    async def audit_of(self, case_reference: str) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
-            "SELECT * FROM audit_log WHERE case_reference = $1 ORDER BY at, id", case_reference)
+    async def audit_of(self, case_reference: str) -> list[AuditRow]:
+        return AuditRow.all_of(await self.pool.fetch(
+            "SELECT * FROM audit_log WHERE case_reference = $1 ORDER BY at, id", case_reference))
 
     async def recent_audit(self, limit: int, case_reference: str | None = None,
-                           operators_only: bool = False) -> list[asyncpg.Record]:
+                           operators_only: bool = False) -> list[AuditRow]:
         """The latest audit rows, oldest of them first: one certificate's, the operators' (no
         certificate: policy versions, outages, roll-outs, imports), or all."""
         rows = await self.pool.fetch(
             """SELECT * FROM audit_log
                WHERE ($2::text IS NULL OR case_reference = $2) AND (NOT $3 OR case_reference IS NULL)
                ORDER BY id DESC LIMIT $1""", limit, case_reference, operators_only)
-        return list(reversed(rows))
+        return AuditRow.all_of(list(reversed(rows)))
+
     async def records_of(self, case_reference: str, policy_version: int | None) -> CertificateRecords:
         """Everything `starter.py check` compares with the certificate's workflow."""
         async with self.pool.acquire() as conn:
@@ -550,9 +578,9 @@ class Store:
                 step.digest_date, step.at)
             return len(rows)
 
-    async def digests_on(self, digest_date: date) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
-            "SELECT * FROM email_digests WHERE digest_date = $1 ORDER BY login_id", digest_date)
+    async def digests_on(self, digest_date: date) -> list[DigestRow]:
+        return DigestRow.all_of(await self.pool.fetch(
+            "SELECT * FROM email_digests WHERE digest_date = $1 ORDER BY login_id", digest_date))
 
     # --- the registry (imports and operators) ---------------------------------------------
 

@@ -141,8 +141,8 @@ class NoWorker(Exception):
     """No worker polls the task queue, so nothing can answer a query or an update."""
 
     def __init__(self, task_queue: str) -> None:
-        super().__init__(f"no worker is polling task queue {task_queue!r}, so nothing can answer; start "
-                         "one with `./run worker` (or `./run demo`) and try again")
+        super().__init__(f"no worker is polling task queue {task_queue!r}, so nothing can answer; start a "
+                         "worker on that task queue (python worker.py, with the same settings) and try again")
         self.task_queue = task_queue
 
 
@@ -459,12 +459,6 @@ class CertificateClient:
                    limit: int | None = None) -> AsyncIterator[CertificateListing]:
         """Certificates by stage and firm, from Temporal visibility (eventually consistent)."""
         async for listing in self._listings(list_query(stage, firm, running=running), limit):
-            yield listing
-
-    async def list_queue(self, kind: str | None = None, firm: str | None = None,
-                         limit: int | None = None) -> AsyncIterator[CertificateListing]:
-        """The certificates in an LAA queue (see `queue_query`), from Temporal visibility."""
-        async for listing in self._listings(queue_query(kind, firm), limit):
             yield listing
 
     async def _listings(self, query: str, limit: int | None) -> AsyncIterator[CertificateListing]:
