@@ -26,7 +26,8 @@ from icr.domain.models import (
 from icr.runtime.engine import Runtime
 
 # The exit codes docs/operations.md documents: 1 the engine refused (or `check` found a
-# disagreement), 2 bad input or a bad setting (nothing was sent), 3 a server could not be reached.
+# disagreement), 2 bad input or a bad setting (nothing was written), 3 a server could not be
+# reached (named by its address) or no worker polls the task queue.
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
