@@ -890,3 +890,18 @@ async def test_open_tasks_is_the_whole_queue_oldest_first_at_any_size(store: Sto
     assert (of_firm.total, [t.case_reference for t in of_firm.tasks]) == (len(expected), expected[:3])
     assert {t.provider_firm_id for t in of_firm.tasks} == {other_firm}
     assert (await store.open_tasks(firm="99999")).model_dump() == {"tasks": [], "total": 0}
+
+
+async def test_each_row_model_holds_every_column_of_its_table(store: Store) -> None:
+    """The Store's reads validate `SELECT *` into these models, which ignore unknown fields: a
+    migration's new column missing from its model would be dropped without a word."""
+    from icr.adapters.db import rows
+
+    tables = {rows.CertificateRow: "certificates", rows.ClosedCertificateRow: "closed_certificates",
+              rows.NotificationRow: "notifications", rows.TaskRow: "laa_tasks", rows.RecoupmentRow: "recoupments",
+              rows.LedgerRow: "activity_ledger", rows.AuditRow: "audit_log", rows.DigestRow: "email_digests"}
+    for model, table in tables.items():
+        columns = {r["column_name"] for r in await store.pool.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = $1", table)}
+        assert set(model.model_fields) == columns, table
+    assert set(rows.QueuedTask.model_fields) == set(rows.TaskRow.model_fields) | {"provider_firm_id"}
