@@ -898,7 +898,7 @@ async def test_each_row_model_holds_every_column_of_its_table(store: Store) -> N
     from icr.adapters.db import rows
 
     tables = {rows.CertificateRow: "certificates", rows.ClosedCertificateRow: "closed_certificates",
-              rows.NotificationRow: "notifications", rows.TaskRow: "laa_tasks", rows.RecoupmentRow: "recoupments",
+              rows.NotificationTableRow: "notifications", rows.TaskRow: "laa_tasks", rows.RecoupmentRow: "recoupments",
               rows.LedgerRow: "activity_ledger", rows.AuditRow: "audit_log", rows.DigestRow: "email_digests"}
     for model, table in tables.items():
         columns = {r["column_name"] for r in await store.pool.fetch(

@@ -91,6 +91,6 @@ async def test_a_response_retried_after_a_timeout_gets_its_first_answer(engine: 
     with pytest.raises(MessageRefused) as refused:
         await engine.certificates.respond(engine.ref, request, update_id="portal-key-0002")
     assert refused.value.code == "no_open_notification"
-    recorded = [a for a in await engine.store.audit_of(engine.ref) if a["action"] == "response_recorded"]
+    recorded = [a for a in await engine.store.audit_of(engine.ref) if a.action == "response_recorded"]
     assert len(recorded) == 1
     assert len(await engine.store.tasks_of(engine.ref)) == 1

@@ -12,7 +12,7 @@ from typing import Any, Self
 import asyncpg
 from pydantic import field_validator
 
-from icr.domain.models import Model
+from icr.domain.models import Model, NotificationRow
 
 
 def _json(value: Any) -> Any:
@@ -58,25 +58,11 @@ class ClosedCertificateRow(Row):
     closed_by: str
 
 
-class NotificationRow(Row):
-    notification_id: str
-    case_reference: str
-    provider_firm_id: str | None
-    assigned_to: str | None
-    subject: str
-    cycle: int
-    date_assigned: datetime
-    due_date: datetime
-    return_date: datetime
-    status: str
-    is_open: bool
+class NotificationTableRow(Row, NotificationRow):
+    """Every column of `notifications`: the portal's view of a notification, and the responses it
+    offered and the outages that moved its dates."""
+
     available_responses: list[str]
-    letter: str
-    response: str | None
-    message: str | None
-    responded_by: str | None
-    responded_at: datetime | None
-    closed_at: datetime | None
     extensions: list[dict[str, Any]]
 
     @field_validator("extensions", mode="before")

@@ -24,7 +24,7 @@ from icr.adapters.db.rows import (
     ClosedCertificateRow,
     DigestRow,
     LedgerRow,
-    NotificationRow,
+    NotificationTableRow,
     QueuedTask,
     RecoupmentRow,
     TaskQueue,
@@ -251,8 +251,8 @@ class Store:
                                        case_reference)
         return None if row is None else ClosedCertificateRow.of(row)
 
-    async def notifications_of(self, case_reference: str) -> list[NotificationRow]:
-        return NotificationRow.all_of(await self.pool.fetch(
+    async def notifications_of(self, case_reference: str) -> list[NotificationTableRow]:
+        return NotificationTableRow.all_of(await self.pool.fetch(
             "SELECT * FROM notifications WHERE case_reference = $1 ORDER BY date_assigned, notification_id",
             case_reference))
 
