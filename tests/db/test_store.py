@@ -148,7 +148,7 @@ async def test_migrations_build_the_schema_from_an_empty_database(postgres: Post
             before = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
             assert before == []
 
-            assert await migrate(conn) == [1, 2, 3, 4, 5, 6, 7]
+            assert await migrate(conn) == [1, 2, 3, 4, 5, 6, 7, 8]
             tables = {r["tablename"] for r in await conn.fetch(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
             assert tables == ALL_TABLES
@@ -157,11 +157,11 @@ async def test_migrations_build_the_schema_from_an_empty_database(postgres: Post
             assert [(r["version"], r["name"]) for r in applied] == [
                 (1, "001_initial.sql"), (2, "002_email_digests.sql"), (3, "003_rules.sql"), (4, "004_mail.sql"),
                 (5, "005_policy_outages.sql"), (6, "006_caseworkers.sql"),
-                (7, "007_ledger_sequence.sql")]
+                (7, "007_ledger_sequence.sql"), (8, "008_portal_indexes.sql")]
 
             # Nothing is re-applied (a re-run of 001 would fail on CREATE TABLE anyway).
             assert await migrate(conn) == []
-            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 7
+            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 8
 
             policies = await conn.fetch("SELECT * FROM policy_versions ORDER BY version")
             assert [(p["version"], p["inactivity_days"]) for p in policies] == [(1, 365), (2, 608)]
