@@ -84,8 +84,9 @@ def metrics_runtime(settings: Settings) -> tuple[TemporalRuntime | None, str | N
     return runtime, f"http://{shown}:{port}/metrics"
 
 
-class ServerUnreachable(Exception):
-    """A server the engine needs did not answer at its address (named, never with a password)."""
+class ServerUnreachable(ConnectionError):
+    """A server the engine needs did not answer at its address (named, never with a password).
+    A ConnectionError, so that what waits for servers (health.until_connected) still waits."""
 
     def __init__(self, server: str, address: str, cause: BaseException) -> None:
         super().__init__(f"cannot reach {server} at {address}: {type(cause).__name__}: {cause}")
