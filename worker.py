@@ -18,12 +18,13 @@ import structlog
 
 from icr.adapters.db.outbox import Outbox
 from icr.adapters.mail.mailer import Mailer
-from icr.runtime.engine import Runtime, build_worker, connected, ensure_digest_schedule, metrics_runtime
+from icr.runtime.engine import Runtime, build_worker, connected, metrics_runtime
 from icr.runtime.health import Health, health_server, until_connected
-from icr.runtime.keyring import ConfigurationError
 from icr.runtime.logs import configure_logging
 from icr.runtime.mail import mail_server
-from icr.runtime.settings import Settings
+from icr.runtime.namespace import check_digest_schedule, register_digest_schedule
+from icr.runtime.servers import Services
+from icr.runtime.settings import ConfigurationError, Settings
 
 log = structlog.get_logger("worker")
 
@@ -46,11 +47,22 @@ async def run(settings: Settings) -> int:
     async with health_server(health, settings.health_host, settings.health_port) as health_url, \
             contextlib.AsyncExitStack() as held:
 
+        announced: list[Services] = []
+
+        def announce(servers: Services) -> None:
+            if not announced:  # once, not at every attempt while a server is unreachable
+                print(servers.describe(settings.temporal_namespace), file=sys.stderr, flush=True)
+                announced.append(servers)
+
         async def connect() -> Runtime:
             attempt = contextlib.AsyncExitStack()
             try:
-                runtime = await attempt.enter_async_context(connected(settings, temporal_runtime))
-                await ensure_digest_schedule(runtime.client, settings.task_queue)
+                runtime = await attempt.enter_async_context(connected(settings, temporal_runtime, announce=announce))
+                # The schedule is `starter.py setup`'s (admin rights); on its own dev server the engine makes it.
+                if runtime.services.temporal_embedded:
+                    await register_digest_schedule(runtime.client, settings.task_queue)
+                else:
+                    await check_digest_schedule(runtime.client)
             except BaseException:
                 await attempt.aclose()
                 raise

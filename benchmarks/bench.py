@@ -87,6 +87,7 @@ def free_port() -> int:
 def engine_env(svc: Services, data: Path, log_level: str) -> dict[str, str]:
     """The environment of the engine's processes (workers, the command line) on these
     servers and this data directory's payload keys, none of the caller's own settings."""
+    assert svc.temporal_address and svc.database_url  # both embedded: services() with both
     return {**{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "ICR_"))},
             "TEMPORAL_ADDRESS": svc.temporal_address, "DATABASE_URL": svc.database_url,
             "ICR_DATA_DIR": str(data), "ICR_PAYLOAD_KEYS": (data / "payload-keys").read_text().strip(),
@@ -593,9 +594,10 @@ async def run(args: argparse.Namespace) -> Path:
         sizes.memory_levels = [int(x) for x in args.memory_levels.split(",") if x]
     data = Path(args.data_dir or tempfile.mkdtemp(prefix="icr-bench-"))
     settings = Settings(data_dir=data, temporal_port=free_port(), ui_port=free_port(), codec_port=free_port(),
-                        log_format="json", log_level="warning")
+                        log_format="json", log_level="warning", embedded=True)
     bench = Bench(sizes, data, settings, sample_worker=args.sample_worker)
     async with services(settings) as svc:
+        assert svc.temporal_address and svc.database_url  # both embedded
         bench.address, bench.database_url = svc.temporal_address, svc.database_url
         keys = payload_keys(settings, embedded=True)
         assert keys is not None  # the engine as shipped: encryption on

@@ -191,11 +191,12 @@ async def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {data} holds a registry of {wanted} certificates, not {args.certificates}; "
                          "resume with that number or use a new data directory")
     settings = Settings(data_dir=data, temporal_port=p["temporal"], ui_port=p["ui"], codec_port=p["codec"],
-                        log_format="json", log_level="warning")
+                        log_format="json", log_level="warning", embedded=True)
     bench = Bench(QUICK, data, settings)
     server_log = data / "temporal.log"
     log_from = server_log.stat().st_size if server_log.exists() else 0  # this run's server errors only
     async with services(settings) as svc:
+        assert svc.temporal_address  # embedded
         keys = payload_keys(settings, embedded=True)
         assert keys is not None  # the engine as shipped: encryption on
         bench.env = engine_env(svc, data, log_level="info")

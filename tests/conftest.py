@@ -30,7 +30,8 @@ from icr.adapters.temporal.client import CertificateClient
 from icr.adapters.temporal.codec import EncryptionCodec, PayloadKeys, data_converter
 from icr.domain.models import Caseworker, CertificateInput, Registration, User
 from icr.domain.rules import workflow_id_for
-from icr.runtime.engine import build_worker, ensure_search_attributes
+from icr.runtime.engine import build_worker
+from icr.runtime.namespace import register_search_attributes
 from icr.runtime.settings import Settings
 from workflows.certificate import CertificateWorkflow
 
@@ -113,7 +114,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter(EncryptionCodec(TEST_KEYS)),
         test_server_existing_path=binary("temporal-test-server"))
-    await ensure_search_attributes(env.client, "default")
+    await register_search_attributes(env.client, "default")
     yield env
     await env.shutdown()
 

@@ -206,3 +206,10 @@ def command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
     p = sub.add_parser(name, help=help, description=help)
     p.set_defaults(handler=handler)
     return p
+
+
+def database_only(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Mark a command that reads or writes PostgreSQL only: it never connects to Temporal, so it
+    works while Temporal is down and with credentials that have no rights there."""
+    p.set_defaults(uses_temporal=False)
+    return p

@@ -39,8 +39,9 @@ from icr.domain.models import (
     RespondRequest,
 )
 from icr.portal.server import demo_portal_app, serve
-from icr.runtime.engine import Runtime, build_worker, ensure_digest_schedule
+from icr.runtime.engine import Runtime, build_worker
 from icr.runtime.mail import mail_server
+from icr.runtime.namespace import check_digest_schedule, register_digest_schedule
 from icr.services import importer
 from workflows.digest import DIGEST_WORKFLOW_ID, DailyDigestWorkflow
 
@@ -305,6 +306,9 @@ async def send_digest(rt: Runtime, mail: MailConfig) -> None:
               f"sent earlier today, {len(result.failed)} failed, {len(result.without_address)} without an address")
         for line in outbox_lines(await Outbox(rt.store.pool).rows(day=result.digest_date)):
             print(f"  {line}")
+    if mail.off:
+        print(f"  Not sent: {mail.off}; `./run starter mail list` lists the outbox.", flush=True)
+        return
     where = f"in the local SMTP sink: {mail.sink}" if mail.sink else f"sent through {mail.host}:{mail.port}"
     print(f"  The messages are {where}; `./run starter mail list` lists the outbox.", flush=True)
 
@@ -339,7 +343,10 @@ async def run_demo(rt: Runtime, keep_running: bool) -> int:
     if "portal_url" not in rt.settings.model_fields_set:  # the digest's link opens this portal
         rt.settings = rt.settings.model_copy(update={"portal_url": f"{portal}/"})
     print("Seeding demo data through the CSV import ...", flush=True)
-    await ensure_digest_schedule(rt.client, rt.settings.task_queue)
+    if rt.services.temporal_embedded:  # on any other server it is `starter.py setup`'s
+        await register_digest_schedule(rt.client, rt.settings.task_queue)
+    else:
+        await check_digest_schedule(rt.client)
     runner = await serve(demo_portal_app(rt.settings, rt.store, rt.certificates, [u[0] for u in USERS]), host, port)
     try:
         return await _run_demo(rt, keep_running, now, portal)

@@ -97,7 +97,8 @@ def configure_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                                 f"{importer.MAX_BACKLOG}; 0: never hold)")
             p.add_argument("--no-progress", dest="progress", action="store_false",
                            help="no progress bar on stderr")
-        p.set_defaults(handler=cmd_import, kind=kind)
+        # Users and caseworkers live only in PostgreSQL; certificates and exercise responses start workflows.
+        p.set_defaults(handler=cmd_import, kind=kind, uses_temporal=kind in ("certificates", "exercise-responses"))
 
     p = sub.add_parser("generate-registry", help="write synthetic users.csv and certificates.csv of any size",
                        description="write synthetic users.csv and certificates.csv of any size (for load "

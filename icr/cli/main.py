@@ -1,8 +1,9 @@
 """The operator's command line for the Inactive Case Review engine.
 
-Uses TEMPORAL_ADDRESS / DATABASE_URL when set; otherwise the embedded servers under the
-data directory (shared with a running `./run demo` or worker). Every subcommand has --help,
-prints a clear error and exits non-zero on bad input.
+Uses TEMPORAL_ADDRESS / DATABASE_URL; with neither set (and ICR_ENVIRONMENT not production),
+the embedded servers under the data directory (shared with a running `./run demo` or worker).
+Each command says on stderr which servers it uses, and connects only to those it needs.
+Every subcommand has --help, prints a clear error and exits non-zero on bad input.
 
 The commands are grouped by what they act on, each group in its own module with its arguments
 beside its handler: certificates, imports, policy (and outages, roll-outs), operations.
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 
 import asyncpg
 import pydantic
@@ -23,9 +25,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from icr.cli import certificates, imports, operations, policy
 from icr.cli.common import EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, CliError, Parser, actor_of
 from icr.runtime.engine import UNREACHABLE_DATABASE, Runtime, ServerUnreachable, connected, database_address
-from icr.runtime.keyring import ConfigurationError
 from icr.runtime.logs import configure_logging
-from icr.runtime.settings import Settings
+from icr.runtime.servers import Services
+from icr.runtime.settings import ConfigurationError, Settings
 
 GROUPS = (operations, certificates, imports, policy)
 
@@ -63,19 +65,29 @@ def settings_or_error() -> Settings:
     return settings
 
 
+def _announce(settings: Settings) -> Callable[[Services], None]:
+    def announce(servers: Services) -> None:
+        print(servers.describe(settings.temporal_namespace), file=sys.stderr, flush=True)
+    return announce
+
+
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    async with connected(settings) as runtime:
+    # Each command connects only to the servers it uses (see common.database_only, setup).
+    async with connected(settings, temporal=getattr(args, "uses_temporal", True),
+                         database=getattr(args, "uses_database", True),
+                         check_namespace=not getattr(args, "registers_namespace", False),
+                         announce=_announce(settings)) as runtime:
         try:
             return int(await args.handler(runtime, args))
         except RPCError as err:
             raise _rpc_error(runtime, err) from None
         except UNREACHABLE_DATABASE as err:
-            raise CliError(str(ServerUnreachable("PostgreSQL", database_address(runtime.services.database_url),
+            raise CliError(str(ServerUnreachable("PostgreSQL", database_address(runtime.services.database_url or ""),
                                                  err)), EXIT_UNAVAILABLE) from None
 
 
 def _rpc_error(runtime: Runtime, err: RPCError) -> CliError:
-    address = runtime.services.temporal_address
+    address = runtime.services.temporal_address or "-"
     if err.status in _UNREACHABLE_RPC:
         return CliError(str(ServerUnreachable("the Temporal server", address, err)), EXIT_UNAVAILABLE)
     return CliError(f"the Temporal server at {address} refused: {err.status.name if err.status else '?'}: {err}",

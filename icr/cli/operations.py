@@ -1,4 +1,4 @@
-"""Running the engine: demo, audit, mail list, make-key, check."""
+"""Running the engine: setup, demo, audit, mail list, make-key, check."""
 
 from __future__ import annotations
 
@@ -15,12 +15,29 @@ from icr.cli.common import (
     CliError,
     case_reference_arg,
     command,
+    database_only,
     day_arg,
     now_utc,
     positive_int_arg,
 )
 from icr.runtime.engine import Runtime
+from icr.runtime.mail import mailer_refusal
+from icr.runtime.namespace import register_digest_schedule, register_search_attributes
 from icr.services import consistency, operations
+from workflows.digest import DIGEST_WORKFLOW_ID
+from workflows.search_attributes import SEARCH_ATTRIBUTES, cli_type
+
+
+async def cmd_setup(rt: Runtime, args: argparse.Namespace) -> int:
+    namespace = rt.settings.temporal_namespace
+    added = await register_search_attributes(rt.client, namespace)
+    for name, key in SEARCH_ATTRIBUTES.items():
+        print(f"search attribute {name} ({cli_type(key)}): {'registered' if name in added else 'already registered'}")
+    created = await register_digest_schedule(rt.client, rt.settings.task_queue)
+    print(f"schedule {DIGEST_WORKFLOW_ID} (task queue {rt.settings.task_queue}): "
+          f"{'created' if created else 'already there'}")
+    print(f"namespace {namespace} is ready: workers and commands now need no admin rights on it")
+    return 0
 
 
 async def cmd_demo(rt: Runtime, args: argparse.Namespace) -> int:
@@ -41,7 +58,10 @@ async def cmd_audit(rt: Runtime, args: argparse.Namespace) -> int:
 async def cmd_mail_list(rt: Runtime, args: argparse.Namespace) -> int:
     rows = await Outbox(rt.store.pool).rows(day=args.date, problems_only=args.failed, limit=args.limit)
     print("\n".join(outbox_lines(rows)) if rows else "no daily digests" + (" to show" if args.failed else ""))
-    if not rt.settings.smtp_host:
+    refusal = mailer_refusal(rt.settings)
+    if refusal:
+        print(f"# with these settings {refusal}")
+    elif not rt.settings.smtp_host:
         folder = sink_folder(rt.settings.data_dir)
         print(f"# no ICR_SMTP_HOST: mail went to the local SMTP sink; {len(stored_messages(folder))} "
               f"message(s) in {folder}")
@@ -71,11 +91,16 @@ async def cmd_check(rt: Runtime, args: argparse.Namespace) -> int:
 def configure_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this group's commands, each with its arguments."""
 
+    setup_help = ("register the contract's search attributes and the daily digest's schedule in the namespace "
+                  "(once, with admin rights; re-running it is harmless); workers and other commands only check")
+    p = command(sub, "setup", cmd_setup, setup_help)
+    p.set_defaults(uses_database=False, registers_namespace=True)
+
     p = command(sub, "demo", cmd_demo, "run the engine on the embedded servers with demo certificates "
                                        "in every stage, and keep a worker running until Ctrl-C")
     p.add_argument("--exit-after-seed", action="store_true", help="stop once the demo data is in")
 
-    p = command(sub, "audit", cmd_audit, "who did what and when: the latest rows of the audit log")
+    p = database_only(command(sub, "audit", cmd_audit, "who did what and when: the latest rows of the audit log"))
     p.add_argument("--case", dest="case_reference", type=case_reference_arg, default=None,
                    help="only this certificate's rows")
     p.add_argument("--operators", action="store_true",
@@ -91,7 +116,7 @@ def configure_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    help="only those not sent: failed for good, without an address, or waiting for a retry")
     p.add_argument("--date", type=day_arg, default=None, help="one digest day, YYYY-MM-DD")
     p.add_argument("--limit", type=int, default=500)
-    p.set_defaults(handler=cmd_mail_list)
+    database_only(p).set_defaults(handler=cmd_mail_list)
     p = sub.add_parser("make-key", help="print a new payload encryption key for ICR_PAYLOAD_KEYS",
                        description="print a new AES-256 payload key as `ID:BASE64`; put it first in "
                                    "ICR_PAYLOAD_KEYS to encrypt with it, and keep the old ones listed after "

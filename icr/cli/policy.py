@@ -12,6 +12,7 @@ from icr.cli.common import (
     CliError,
     add_actor_argument,
     command,
+    database_only,
     now_utc,
     positive_float_arg,
     positive_int_arg,
@@ -173,7 +174,7 @@ def configure_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     policy_sub = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = policy_sub.add_parser("show", help="the policy versions, the one in force marked",
                               description="the policy versions, the one in force marked")
-    p.set_defaults(handler=cmd_policy_show)
+    database_only(p).set_defaults(handler=cmd_policy_show)
     set_help = ("add a policy version (every period, from a date, with who and why) and tell every open "
                 "certificate, oldest deadline first, at a rate; --dry-run first shows what would fall due")
     p = policy_sub.add_parser("set", help=set_help, description=set_help)
@@ -197,10 +198,11 @@ def configure_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    help=f"certificates told per second (default {DEFAULT_RATE:g})")
     p.set_defaults(handler=cmd_outage_declare)
     p = outage_sub.add_parser("list", help="the declared outages", description="the declared outages")
-    p.set_defaults(handler=cmd_outage_list)
+    database_only(p).set_defaults(handler=cmd_outage_list)
 
-    p = command(sub, "forecast", cmd_forecast, "how many open certificates fall due at once and in each coming "
-                                               "week under the policy in force (from the registry and the ledger)")
+    forecast_help = ("how many open certificates fall due at once and in each coming week under the policy in "
+                     "force (from the registry and the ledger)")
+    p = database_only(command(sub, "forecast", cmd_forecast, forecast_help))
     p.add_argument("--weeks", type=positive_int_arg, default=12, help="weeks to look ahead (default 12)")
     p.add_argument("--examples", type=int, default=3, help="certificates shown per line (default 3)")
 
@@ -209,7 +211,7 @@ def configure_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rollout_sub = rollout.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = rollout_sub.add_parser("list", help="every roll-out: who started it, when, and how far it got",
                                description="every roll-out: who started it, when, and how far it got")
-    p.set_defaults(handler=cmd_rollout_list)
+    database_only(p).set_defaults(handler=cmd_rollout_list)
     p = rollout_sub.add_parser("resume", help="carry on an interrupted roll-out (no certificate is told twice)",
                                description="carry on an interrupted roll-out (no certificate is told twice)")
     p.add_argument("rollout_id", type=int, nargs="?", default=None, metavar="ID",

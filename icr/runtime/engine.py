@@ -5,30 +5,15 @@ from __future__ import annotations
 import contextlib
 import socket
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
 import structlog
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import (
-    AddSearchAttributesRequest,
-    ListSearchAttributesRequest,
-)
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-    TLSConfig,
-)
+from temporalio.client import Client, TLSConfig
 from temporalio.runtime import PrometheusConfig, TelemetryConfig
 from temporalio.runtime import Runtime as TemporalRuntime
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -43,11 +28,11 @@ from icr.adapters.temporal.codec import EncryptionCodec, data_converter, worker_
 from icr.adapters.temporal.metrics import EngineMetrics
 from icr.runtime.keyring import payload_keys
 from icr.runtime.mail import mail_config
+from icr.runtime.namespace import check_search_attributes, register_search_attributes
 from icr.runtime.servers import Services, services
 from icr.runtime.settings import Settings
 from workflows.certificate import CertificateWorkflow, MessageArguments
-from workflows.digest import DIGEST_WORKFLOW_ID, DailyDigestWorkflow
-from workflows.search_attributes import SEARCH_ATTRIBUTES
+from workflows.digest import DailyDigestWorkflow
 
 log = structlog.get_logger(__name__)
 
@@ -127,37 +112,8 @@ async def connect_temporal(settings: Settings, address: str, runtime: TemporalRu
         raise ServerUnreachable("the Temporal server", address, err) from err
 
 
-async def ensure_search_attributes(client: Client, namespace: str) -> None:
-    """Register the contract's search attributes that the server does not know yet: a
-    workflow that upserts an unknown one fails every workflow task. Tolerates a server that
-    cannot list them (the time-skipping test server) and attributes that already exist
-    (registered by ops, or by another worker starting at the same moment)."""
-    try:
-        known = set((await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=namespace))).custom_attributes)
-    except RPCError as err:
-        if err.status != RPCStatusCode.UNIMPLEMENTED:
-            raise
-        known = set()
-    added = []
-    for name, key in SEARCH_ATTRIBUTES.items():
-        if name in known:
-            continue
-        try:
-            await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-                namespace=namespace,
-                search_attributes={name: IndexedValueType.ValueType(key.indexed_value_type.value)}))
-            added.append(name)
-        except RPCError as err:
-            if err.status == RPCStatusCode.ALREADY_EXISTS or "already exists" in str(err).lower():
-                continue
-            raise
-    if added:
-        log.info("search_attributes_registered", names=added)
-
-
 @contextlib.asynccontextmanager
-async def database(url: str, pool_size: int = 10) -> AsyncIterator[Store]:
+async def migrated_store(url: str, pool_size: int = 10) -> AsyncIterator[Store]:
     """A migrated database's store."""
     try:
         pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
@@ -169,24 +125,6 @@ async def database(url: str, pool_size: int = 10) -> AsyncIterator[Store]:
         yield Store(pool)
     finally:
         await pool.close()
-
-
-async def ensure_digest_schedule(client: Client, task_queue: str) -> None:
-    """The daily digest runs at 07:00 UK time; creating it twice is harmless."""
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(DailyDigestWorkflow.run, id=DIGEST_WORKFLOW_ID, task_queue=task_queue),
-        spec=ScheduleSpec(cron_expressions=["0 7 * * *"], time_zone_name="Europe/London"),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP))
-    try:
-        await client.create_schedule(DIGEST_WORKFLOW_ID, schedule)
-        log.info("digest_schedule_created", schedule_id=DIGEST_WORKFLOW_ID)
-    except ScheduleAlreadyRunningError:
-        pass
-    except RPCError as err:
-        if err.status != RPCStatusCode.UNIMPLEMENTED:
-            raise
-        # The time-skipping test server has no schedules: the worker still serves.
-        log.warning("digest_schedule_unavailable", reason="the server does not offer schedules")
 
 
 def build_worker(client: Client, store: Store, settings: Settings, mailer: Mailer | None = None, *,
@@ -233,10 +171,25 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 @dataclass
 class Runtime:
-    client: Client
-    store: Store
+    """What a command runs with: a Temporal client and a store, each present only when the
+    command asked for that server (a command that reads only PostgreSQL never reaches Temporal)."""
+
+    temporal_client: Client | None
+    database_store: Store | None
     services: Services
     settings: Settings
+
+    @property
+    def client(self) -> Client:
+        if self.temporal_client is None:
+            raise RuntimeError("this command was started without Temporal")  # a wiring mistake, not the user's
+        return self.temporal_client
+
+    @property
+    def store(self) -> Store:
+        if self.database_store is None:
+            raise RuntimeError("this command was started without PostgreSQL")
+        return self.database_store
 
     @property
     def certificates(self) -> CertificateClient:
@@ -245,10 +198,25 @@ class Runtime:
 
 
 @contextlib.asynccontextmanager
-async def connected(settings: Settings, runtime: TemporalRuntime | None = None) -> AsyncIterator[Runtime]:
-    """The servers (embedded unless configured), a Temporal client and a migrated database."""
-    async with services(settings) as svc:
-        client = await connect_temporal(settings, svc.temporal_address, runtime)
-        await ensure_search_attributes(client, settings.temporal_namespace)
-        async with database(svc.database_url, settings.db_pool_size) as store:
+async def connected(settings: Settings, runtime: TemporalRuntime | None = None, *, temporal: bool = True,
+                    database: bool = True, check_namespace: bool = True,
+                    announce: Callable[[Services], None] | None = None) -> AsyncIterator[Runtime]:
+    """The servers this command uses (`temporal`, `database`; as configured, or embedded where
+    allowed), a Temporal client and a migrated database. `announce` hears which servers before
+    anything connects. On the embedded dev server the engine registers its search attributes
+    itself; on any other it only checks them (`check_namespace`; `starter.py setup` registers)."""
+    async with services(settings, temporal=temporal, database=database) as svc:
+        if announce is not None:
+            announce(svc)
+        client = None
+        if svc.temporal_address is not None:
+            client = await connect_temporal(settings, svc.temporal_address, runtime)
+            if svc.temporal_embedded:
+                await register_search_attributes(client, settings.temporal_namespace)
+            elif check_namespace:
+                await check_search_attributes(client, settings.temporal_namespace)
+        if svc.database_url is None:
+            yield Runtime(client, None, svc, settings)
+            return
+        async with migrated_store(svc.database_url, settings.db_pool_size) as store:
             yield Runtime(client, store, svc, settings)

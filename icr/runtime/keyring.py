@@ -10,13 +10,11 @@ import structlog
 from temporalio.converter import PayloadCodec
 
 from icr.adapters.temporal.codec import EncryptionCodec, PayloadKeyError, PayloadKeys
-from icr.runtime.settings import Settings
+from icr.runtime.settings import ConfigurationError, Settings
+
+__all__ = ["ConfigurationError", "codec_settings", "payload_keys"]
 
 log = structlog.get_logger(__name__)
-
-
-class ConfigurationError(RuntimeError):
-    """A setting the engine cannot start with; the message says which and what to do."""
 
 
 def _secret_file(path: os.PathLike[str] | str, make: str) -> str:

@@ -1,8 +1,13 @@
-"""Embedded by default, real when configured.
+"""The servers as configured, embedded only where asked for.
 
-With no TEMPORAL_ADDRESS the engine runs the Temporal dev server (Web UI on, state in a file
-under the data directory); with no DATABASE_URL it runs embedded PostgreSQL in the data
-directory. A server already started by another engine process on this data directory is
+TEMPORAL_ADDRESS and DATABASE_URL name the real servers. Where one is unset and embedded
+servers are allowed (`Settings.embedded_allowed`: the demo, the tests, a developer's box with
+neither variable set), the engine runs the Temporal dev server (Web UI on, state in a file
+under the data directory) or embedded PostgreSQL in the data directory; otherwise it refuses
+to start and names the variable. A partial configuration never falls back on its own: an
+embedded database inside a container's data folder dies with the container.
+
+An embedded server already started by another engine process on this data directory is
 shared, and is stopped only by the process that started it.
 """
 
@@ -20,13 +25,14 @@ import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import structlog
 from temporalio.client import Client
 
 from icr.runtime.keyring import codec_settings
-from icr.runtime.settings import Settings
+from icr.runtime.settings import ConfigurationError, Settings
 from workflows.search_attributes import SEARCH_ATTRIBUTES, cli_type
 
 log = structlog.get_logger(__name__)
@@ -35,9 +41,55 @@ DATABASE_NAME = "icr"
 
 @dataclass
 class Services:
-    temporal_address: str
-    database_url: str
+    """The servers a command uses; None for one it does not use."""
+
+    temporal_address: str | None
+    database_url: str | None
     ui_url: str | None
+    temporal_embedded: bool = False
+    database_embedded: bool = False
+
+    def describe(self, namespace: str) -> str:
+        """Which servers, for stderr: the database's host and name only, never its user or password."""
+        parts = []
+        if self.temporal_address is not None:
+            parts.append(f"Temporal at {self.temporal_address}, namespace {namespace}"
+                         + (" (embedded dev server)" if self.temporal_embedded else ""))
+        if self.database_url is not None:
+            parts.append(f"PostgreSQL {database_location(self.database_url)}"
+                         + (" (embedded)" if self.database_embedded else ""))
+        return "using " + ("; ".join(parts) or "no server")
+
+
+def database_location(url: str) -> str:
+    """`at HOST:PORT, database NAME` from a PostgreSQL URL, leaving out who connects and how."""
+    parts = urlsplit(url)
+    host = parts.hostname or parse_qs(parts.query).get("host", ["the default host"])[0]
+    where = f"{host}:{parts.port}" if parts.port else host
+    return f"at {where}, database {parts.path.lstrip('/') or '(the default)'}"
+
+
+def check_configured(settings: Settings, *, temporal: bool, database: bool) -> None:
+    """Refuse, naming the variable, a server this command needs that is neither configured
+    nor allowed to be embedded (see `Settings.embedded_allowed`)."""
+    needed = [name for name, used, value in (("TEMPORAL_ADDRESS", temporal, settings.temporal_address),
+                                             ("DATABASE_URL", database, settings.database_url))
+              if used and not value]
+    if not needed or settings.embedded_allowed:
+        return
+    missing = " and ".join(needed)
+    verb = "are" if len(needed) > 1 else "is"
+    if settings.embedded is False:
+        why = f"ICR_EMBEDDED=false and {missing} {verb} not set"
+    elif settings.temporal_address or settings.database_url:
+        given = "TEMPORAL_ADDRESS" if settings.temporal_address else "DATABASE_URL"
+        why = (f"{given} is set but {missing} is not: a partial configuration is refused rather than "
+               f"run an embedded server in {settings.data_dir}, whose data is lost with that folder")
+    else:
+        why = f"ICR_ENVIRONMENT=production and {missing} {verb} not set"
+    raise ConfigurationError(
+        f"{why}. Set {missing} (TEMPORAL_ADDRESS=host:7233, DATABASE_URL=postgresql://user:password@host:5432/icr), "
+        "or ICR_EMBEDDED=true to run embedded servers on purpose (a developer's box)")
 
 
 def temporal_binary() -> str:
@@ -156,15 +208,20 @@ async def embedded_postgres(settings: Settings) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def services(settings: Settings) -> AsyncIterator[Services]:
+async def services(settings: Settings, *, temporal: bool = True, database: bool = True) -> AsyncIterator[Services]:
+    """The servers a command uses (`temporal`, `database`): the configured ones, or embedded
+    ones where allowed; ConfigurationError, before anything starts, where neither."""
+    check_configured(settings, temporal=temporal, database=database)
     async with contextlib.AsyncExitStack() as stack:
-        if settings.database_url:
-            database_url = settings.database_url.get_secret_value()
-        else:
-            database_url = await stack.enter_async_context(embedded_postgres(settings))
-        ui_url = None
-        if settings.temporal_address:
-            address = settings.temporal_address
-        else:
-            address, ui_url = await stack.enter_async_context(temporal_dev_server(settings))
-        yield Services(temporal_address=address, database_url=database_url, ui_url=ui_url)
+        found = Services(temporal_address=None, database_url=None, ui_url=None)
+        if database and settings.database_url:
+            found.database_url = settings.database_url.get_secret_value()
+        elif database:
+            found.database_url = await stack.enter_async_context(embedded_postgres(settings))
+            found.database_embedded = True
+        if temporal and settings.temporal_address:
+            found.temporal_address = settings.temporal_address
+        elif temporal:
+            found.temporal_address, found.ui_url = await stack.enter_async_context(temporal_dev_server(settings))
+            found.temporal_embedded = True
+        yield found

@@ -4,6 +4,7 @@ passed down. Secrets are `SecretStr`: they print as `**********` in logs, errors
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -12,11 +13,22 @@ TASK_QUEUE = "inactive-case-review"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class ConfigurationError(RuntimeError):
+    """A setting the engine cannot start with; the message says which and what to do."""
+
+
 class Settings(BaseSettings):
     # Each field reads the variable named in its alias; code may also pass it by field name.
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", env_ignore_empty=True)
 
-    # Unset: the engine starts the Temporal dev server (with the Web UI) itself.
+    # Which servers: TEMPORAL_ADDRESS and DATABASE_URL, or the embedded ones (docs/deployment.md
+    # 'Servers only as configured'). ICR_EMBEDDED unset: embedded only when neither variable is
+    # set and ICR_ENVIRONMENT is not production (the image sets production); true: embedded for
+    # whichever is unset, on purpose; false: never.
+    embedded: bool | None = Field(default=None, validation_alias="ICR_EMBEDDED")
+    environment: Literal["development", "production"] = Field(default="development",
+                                                              validation_alias="ICR_ENVIRONMENT")
+    # Unset (and embedded allowed): the engine starts the Temporal dev server (with the Web UI) itself.
     temporal_address: str | None = Field(default=None, validation_alias="TEMPORAL_ADDRESS")
     temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
     temporal_api_key: SecretStr | None = Field(default=None, validation_alias="TEMPORAL_API_KEY")
@@ -26,8 +38,8 @@ class Settings(BaseSettings):
     temporal_tls_client_key: Path | None = Field(default=None, validation_alias="TEMPORAL_TLS_CLIENT_KEY")
     # The Web UI of that server, for the links the command line prints (e.g. https://temporal-ui.internal).
     temporal_ui_url: str | None = Field(default=None, validation_alias="TEMPORAL_UI_URL")
-    # Unset: the engine starts embedded PostgreSQL in the data directory. A URL carries its
-    # password, so it is a secret too.
+    # Unset (and embedded allowed): the engine starts embedded PostgreSQL in the data directory.
+    # A URL carries its password, so it is a secret too.
     database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")
     data_dir: Path = Field(default=ROOT / ".data", validation_alias="ICR_DATA_DIR")
     task_queue: str = Field(default=TASK_QUEUE, validation_alias="ICR_TASK_QUEUE")
@@ -51,17 +63,17 @@ class Settings(BaseSettings):
     # grace period (the Kubernetes manifests: 25 s of 40).
     shutdown_grace_seconds: float = Field(default=10.0, gt=0, validation_alias="ICR_SHUTDOWN_GRACE_SECONDS")
     db_pool_size: int = Field(default=10, validation_alias="ICR_DB_POOL_SIZE")
-    # The daily digest e-mail. Unset smtp_host: on the embedded default a worker delivers into
-    # a local SMTP sink under the data directory (`starter.py mail list` shows what was sent).
+    # The daily digest e-mail. With embedded servers, unset ones fall back to a local SMTP sink
+    # under the data directory and example addresses; otherwise the mailer refuses to start
+    # without ICR_SMTP_HOST, ICR_MAIL_FROM and ICR_PORTAL_URL (icr/runtime/mail.py).
     smtp_host: str | None = Field(default=None, validation_alias="ICR_SMTP_HOST")
     smtp_port: int = Field(default=587, validation_alias="ICR_SMTP_PORT")
     smtp_starttls: bool = Field(default=True, validation_alias="ICR_SMTP_STARTTLS")
     smtp_username: str | None = Field(default=None, validation_alias="ICR_SMTP_USERNAME")
     smtp_password: SecretStr | None = Field(default=None, validation_alias="ICR_SMTP_PASSWORD")
     smtp_timeout: float = Field(default=30.0, validation_alias="ICR_SMTP_TIMEOUT")
-    mail_from: str = Field(default="Legal Aid Agency <icr-noreply@icr.local>", validation_alias="ICR_MAIL_FROM")
-    portal_url: str = Field(default="https://provider-portal.example/inactive-case-review",
-                            validation_alias="ICR_PORTAL_URL")
+    mail_from: str | None = Field(default=None, validation_alias="ICR_MAIL_FROM")
+    portal_url: str | None = Field(default=None, validation_alias="ICR_PORTAL_URL")
     # Payload encryption (AES-256-GCM): `id:base64key,...`, the first (or ICR_PAYLOAD_KEY_ID)
     # encrypts, the others only decrypt what they wrote. Unset on the embedded default: a key
     # is made once in the data directory. Unset with a real Temporal: refused at start unless
@@ -98,6 +110,14 @@ class Settings(BaseSettings):
     oidc_login_claim: str = Field(default="sub", validation_alias="ICR_OIDC_LOGIN_CLAIM")
     log_format: str = Field(default="console", validation_alias="ICR_LOG_FORMAT")  # or "json"
     log_level: str = Field(default="info", validation_alias="ICR_LOG_LEVEL")
+
+    @property
+    def embedded_allowed(self) -> bool:
+        """Whether an unset server variable means "start the embedded one": asked for
+        (ICR_EMBEDDED=true), or the zero-configuration default of a developer's box."""
+        if self.embedded is not None:
+            return self.embedded
+        return self.environment != "production" and not self.temporal_address and not self.database_url
 
     @property
     def codec_server_port(self) -> int:

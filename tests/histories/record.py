@@ -28,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from icr.adapters.db.migrate import migrate
 from icr.adapters.db.store import Store
-from icr.runtime.engine import ensure_search_attributes
+from icr.runtime.namespace import register_search_attributes
 from icr.domain.models import (
     ActivityEvent,
     CertificateInput,
@@ -260,7 +260,7 @@ async def record_branch(admin_url: str, name: str) -> None:
         data_converter=pydantic_data_converter, test_server_existing_path=binary("temporal-test-server"))
     pool = await asyncpg.create_pool(admin_url.replace("/postgres?", f"/{database}?"), min_size=1, max_size=5)
     try:
-        await ensure_search_attributes(env.client, "default")
+        await register_search_attributes(env.client, "default")
         async with pool.acquire() as conn:
             await migrate(conn)
         short = name in CONTINUED_AS_NEW

@@ -26,8 +26,9 @@ from icr.domain.models import ENGINE_ACTOR, DigestMailResult, Model
 NO_ADDRESS = "no e-mail address in the user directory"
 
 # What `mail list` shows, in the order a row can move through them.
-Status = Literal["queued", "sending", "retrying", "no_address", "sent", "failed"]
-PROBLEMS: tuple[Status, ...] = ("retrying", "no_address", "failed")
+# `held`: never tried, with a reason (the mailer is off).
+Status = Literal["queued", "held", "sending", "retrying", "no_address", "sent", "failed"]
+PROBLEMS: tuple[Status, ...] = ("held", "retrying", "no_address", "failed")
 
 
 class DigestMail(Model):
@@ -167,6 +168,14 @@ class Outbox:
                WHERE login_id = $1 AND digest_date = $2 AND sent_at IS NULL AND claimed_by = $4""",
             mail.login_id, mail.digest_date, reason, run_key)
 
+    async def hold_unsent(self, day: date, reason: str) -> int:
+        """The day's rows that wait, unclaimed, say why (the mailer is off); how many."""
+        rows = await self.pool.fetch(
+            """UPDATE email_digests SET last_error = $2
+               WHERE digest_date = $1 AND sent_at IS NULL AND failed_at IS NULL AND claimed_at IS NULL
+               RETURNING login_id""", day, reason)
+        return len(rows)
+
     async def summary(self, day: date, run_key: str) -> DigestMailResult:
         rows = await self.pool.fetch(
             """SELECT d.login_id, d.sent_at IS NOT NULL AS sent, d.claimed_by IS NOT DISTINCT FROM $2 AS mine,
@@ -200,6 +209,7 @@ class Outbox:
                                WHEN d.failed_at IS NOT NULL THEN 'failed'
                                WHEN coalesce(d.recipient, u.email) IS NULL THEN 'no_address'
                                WHEN d.claimed_at IS NOT NULL THEN 'sending'
+                               WHEN d.attempts = 0 AND d.last_error IS NOT NULL THEN 'held'
                                WHEN d.attempts > 0 THEN 'retrying'
                                ELSE 'queued' END AS status
                    FROM email_digests d LEFT JOIN users u ON u.login_id = d.login_id

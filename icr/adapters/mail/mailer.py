@@ -16,6 +16,8 @@ What is guaranteed (docs/operations.md, 'The daily digest e-mail', says the same
   problem) are recorded and retried with backoff by the digest run's activity retries.
 - A user with no address is recorded on the row, reported by the run and audited once per
   day; the row is sent by a later run on the same day once an address is imported.
+- A mailer that is off (`MailConfig.off`: real servers without mail settings) claims nothing:
+  it records why on each of the day's unsent rows, which stay pending and are retried.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def message_id_for(login_id: str, day: date, domain: str) -> str:
 
 @dataclass(frozen=True)
 class MailConfig:
-    """Where and how mail is sent. `host` None: nowhere configured (rows wait, retried)."""
+    """Where and how mail is sent. `host` None: nowhere configured (rows wait, retried). `off`:
+    why this mailer may not send at all (rows wait with that reason, retried)."""
 
     host: str | None
     port: int
@@ -82,6 +85,7 @@ class MailConfig:
     mail_from: str
     portal_url: str
     sink: Path | None = None  # set when `host` is this process's local sink
+    off: str | None = None
 
     @property
     def domain(self) -> str:
@@ -195,6 +199,11 @@ class Mailer:
         expired = await self.outbox.expire_before(step.digest_date, self.lease)
         if expired:
             log.warning("digests_expired", before=step.digest_date.isoformat(), count=expired)
+        if self.config.off:
+            held = await self.outbox.hold_unsent(step.digest_date, self.config.off)
+            log.warning("digests_held", digest_date=step.digest_date.isoformat(), count=held,
+                        reason="the mailer is off")
+            return await self.outbox.summary(step.digest_date, step.run_key)
         logins = iter(await self.outbox.unsent(step.digest_date))
         try:
             # A lane that fails unexpectedly (the database gone, a sender dying) stops the others.
