@@ -1,12 +1,15 @@
 # Inactive Case Review worker image.
-# Under docker-compose.yml, TEMPORAL_ADDRESS and DATABASE_URL are always set, so the embedded
-# Temporal dev server and embedded PostgreSQL are never started in this image. Their packages
-# are still installed because they are ordinary dependencies in pyproject.toml.
+# ICR_ENVIRONMENT=production: the engine uses only the servers it is given (TEMPORAL_ADDRESS and
+# DATABASE_URL, always set under docker-compose.yml) and refuses to start, naming the missing
+# variable, without them; it never starts the embedded Temporal dev server or PostgreSQL here,
+# whose data would die with the container. Their packages are still installed because they are
+# ordinary dependencies in pyproject.toml.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    ICR_ENVIRONMENT=production \
     ICR_DATA_DIR=/app/.data
 
 WORKDIR /app

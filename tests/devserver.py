@@ -108,6 +108,11 @@ class Run:
     stdout: str
     stderr: str
 
+    @property
+    def error(self) -> str:
+        """stderr without the line saying which servers the command uses (`using ...`)."""
+        return "".join(line for line in self.stderr.splitlines(keepends=True) if not line.startswith("using "))
+
     def __str__(self) -> str:
         return (f"$ starter.py {' '.join(a if len(a) < 80 else a[:77] + '...' for a in self.args)}\n"
                 f"exit {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}")

@@ -87,9 +87,11 @@ def check_configured(settings: Settings, *, temporal: bool, database: bool) -> N
                f"run an embedded server in {settings.data_dir}, whose data is lost with that folder")
     else:
         why = f"ICR_ENVIRONMENT=production and {missing} {verb} not set"
+    examples = {"TEMPORAL_ADDRESS": "TEMPORAL_ADDRESS=temporal.internal:7233",
+                "DATABASE_URL": "DATABASE_URL=postgresql://USER:PASSWORD@HOST:5432/icr"}
     raise ConfigurationError(
-        f"{why}. Set {missing} (TEMPORAL_ADDRESS=host:7233, DATABASE_URL=postgresql://user:password@host:5432/icr), "
-        "or ICR_EMBEDDED=true to run embedded servers on purpose (a developer's box)")
+        f"{why}. Set {', '.join(examples[name] for name in needed)}, or ICR_EMBEDDED=true to run embedded "
+        "servers on purpose (a developer's box)")
 
 
 def temporal_binary() -> str:

@@ -38,7 +38,7 @@ from icr.domain.models import (
 )
 from icr.domain.rules import NOTIFICATION_SUBJECT, UK, notification_letter
 from icr.runtime.engine import build_worker
-from icr.runtime.mail import mail_config
+from icr.runtime.mail import mail_config, mail_server
 from icr.runtime.settings import Settings
 from icr.services.importer import import_users
 from workflows.digest import DailyDigestWorkflow
@@ -429,6 +429,41 @@ async def test_no_smtp_server_configured_waits_and_says_so(store: Store) -> None
     result = await queue_and_send(store, Mailer(Outbox(store.pool), config))
     assert result.pending == ["ALICE"]
     assert "no SMTP server configured" in (await row(store, "ALICE"))["last_error"]
+
+
+REAL_SERVERS = {"TEMPORAL_ADDRESS": "temporal.internal:7233", "DATABASE_URL": "postgresql://icr@db.internal/icr"}
+
+
+@pytest.mark.parametrize("unset", [["ICR_SMTP_HOST", "ICR_MAIL_FROM", "ICR_PORTAL_URL"], ["ICR_PORTAL_URL"]])
+async def test_with_real_servers_and_no_mail_settings_the_mailer_refuses_and_digests_stay_pending(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unset: list[str]) -> None:
+    # The setting of a worker in a container with no mail configured: never a local folder marked sent.
+    given = {**REAL_SERVERS, "ICR_DATA_DIR": str(tmp_path), "ICR_SMTP_HOST": "smtp.laa.example",
+             "ICR_MAIL_FROM": f"icr@{DOMAIN}", "ICR_PORTAL_URL": PORTAL}
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    for name in (*unset, "ICR_EMBEDDED", "ICR_ENVIRONMENT"):
+        monkeypatch.delenv(name, raising=False)
+    await add_user(store, "ALICE", "alice@firm.example")
+    await notify(store, "300000000811", "ALICE", AT)
+    async with mail_server(Settings.from_env()) as config:
+        assert config.off is not None and all(name in config.off for name in unset), config.off
+        result = await queue_and_send(store, Mailer(Outbox(store.pool), config))
+    assert result.pending == ["ALICE"] and result.sent == 0
+    found = await row(store, "ALICE")
+    assert found["sent_at"] is None and found["attempts"] == 0 and found["last_error"] == config.off
+    assert stored_messages(tmp_path / "mail") == [] and not (tmp_path / "mail").exists()
+    # `mail list --failed` shows the row, and why.
+    [shown] = await Outbox(store.pool).rows(day=DAY, problems_only=True)
+    assert (shown.login_id, shown.status, shown.last_error) == ("ALICE", "held", config.off)
+
+
+async def test_with_embedded_servers_and_no_smtp_host_the_digest_goes_to_the_local_sink(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (*REAL_SERVERS, "ICR_SMTP_HOST", "ICR_MAIL_FROM", "ICR_PORTAL_URL", "ICR_EMBEDDED", "ICR_ENVIRONMENT"):
+        monkeypatch.delenv(name, raising=False)
+    async with mail_server(Settings(data_dir=tmp_path)) as config:
+        assert config.off is None and config.sink == tmp_path / "mail" and config.host == "127.0.0.1"
 
 
 # --- a sender that dies between the send and the mark ----------------------------------------------

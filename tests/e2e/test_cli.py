@@ -142,7 +142,7 @@ async def test_every_subcommand_has_help(engine_env: EngineEnv) -> None:  # noqa
 async def test_malformed_case_reference_is_refused(engine_env: EngineEnv) -> None:  # noqa: F811
     run = await engine_env.starter("status", "12345")
     assert run.code == 2, str(run)
-    assert run.stderr.startswith("error: "), str(run)
+    assert run.error.startswith("error: "), str(run)
     assert "12345" in run.stderr and "12 digits starting 3000" in run.stderr, str(run)
     assert run.stdout == "", str(run)
 
@@ -185,7 +185,7 @@ async def test_bad_input_is_refused_clearly_and_changes_nothing(
     before = await query_status(client, ref)
     run = await engine_env.starter(*args)
     assert run.code == code, str(run)
-    assert run.stderr.startswith("error: "), str(run)
+    assert run.error.startswith("error: "), str(run)
     for word in words:
         assert word in run.stderr, f"{word!r} not in the message\n{run}"
     assert "Traceback" not in run.stderr, str(run)
@@ -199,7 +199,7 @@ async def test_a_policy_change_dated_too_far_back_is_refused_and_changes_nothing
     run = await engine_env.starter("policy", "set", "--inactivity-days", "365", "--effective-from", three_days_ago,
                                    "--reason", "back to 12 months", "--actor", "cli-test")
     assert run.code == 2, str(run)
-    assert run.stderr.startswith("error: ") and "more than a day in the past" in run.stderr, str(run)
+    assert run.error.startswith("error: ") and "more than a day in the past" in run.stderr, str(run)
     assert "Traceback" not in run.stderr, str(run)
     shown = await engine_env.starter("policy", "show")
     assert shown.code == 0 and "365 days" in shown.stdout and "cli-test" not in shown.stdout, str(shown)
@@ -211,7 +211,7 @@ async def test_status_of_an_unknown_certificate(engine_env: EngineEnv, worker: W
     ref = new_case_reference()
     run = await engine_env.starter("status", ref)
     assert run.code == 1, str(run)
-    assert run.stderr.startswith("error: ") and ref in run.stderr and "no review workflow" in run.stderr, str(run)
+    assert run.error.startswith("error: ") and ref in run.stderr and "no review workflow" in run.stderr, str(run)
     assert "Traceback" not in run.stderr, str(run)
     with pytest.raises(RPCError) as caught:  # and asking did not start one
         await client.get_workflow_handle(workflow_id(ref)).describe()
@@ -329,7 +329,7 @@ async def test_status_with_no_worker_says_so_at_once(engine_env: EngineEnv, regi
     run = await idle.starter("status", registry.due)
     elapsed = time.monotonic() - started
     assert run.code == 3, str(run)
-    assert run.stderr.startswith("error: no worker is polling task queue 'icr-idle-"), str(run)
+    assert run.error.startswith("error: no worker is polling task queue 'icr-idle-"), str(run)
     assert "start a worker on that task queue" in run.stderr and "Traceback" not in run.stderr, str(run)
     assert "./run" not in run.stderr, str(run)  # not how production starts one
     assert elapsed < 8, f"took {elapsed:.1f} s: a query would have waited for a worker\n{run}"

@@ -204,8 +204,11 @@ async def test_update_missing_a_required_field_is_refused_clearly(client: Client
     assert (await handle.query("status"))["stage"] == "Active"
 
 
-async def test_worker_schedules_the_daily_digest_at_seven_uk_time(client: Client,
-                                                                  worker: WorkerProcess) -> None:  # noqa: F811
+async def test_setup_schedules_the_daily_digest_at_seven_uk_time(client: Client, engine_env: EngineEnv,  # noqa: F811
+                                                                 worker: WorkerProcess) -> None:  # noqa: F811
+    # The workers only check the schedule: `setup`, run once with admin rights, makes it.
+    run = await engine_env.starter("setup")
+    assert run.code == 0 and "schedule icr-daily-digest" in run.stdout, str(run)
     described = await client.get_schedule_handle("icr-daily-digest").describe()
     action = described.schedule.action
     assert getattr(action, "workflow", None) == "DailyDigestWorkflow"

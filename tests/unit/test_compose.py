@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
+
+from icr.runtime.namespace import digest_schedule
+from icr.runtime.settings import TASK_QUEUE
+from workflows.digest import DIGEST_WORKFLOW_ID
+from workflows.search_attributes import SEARCH_ATTRIBUTES, cli_type
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,3 +134,40 @@ def test_prometheus_loads_the_alerts_and_grafana_provisions_both_dashboards() ->
     for variable in ("ICR_GRAFANA_DB_USER", "ICR_GRAFANA_DB_PASSWORD"):
         assert variable in grafana["environment"] and f"${variable}" in yaml.safe_dump(database)
     assert ":?" in grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"], "no default admin password"
+
+
+def setup_script() -> str:
+    return "\n".join(compose()["services"]["temporal-setup"]["command"])
+
+
+def test_the_setup_job_registers_exactly_the_declared_search_attributes() -> None:
+    # The engine's single declaration; the job's list is written from it (this assertion's message
+    # prints the line to paste), and the workers only check: a missing one stops them.
+    declared = {f"{name}={cli_type(key)}" for name, key in SEARCH_ATTRIBUTES.items()}
+    loop = re.search(r"for spec in (.*?); do", setup_script(), re.S)
+    assert loop is not None, "the setup job has no `for spec in ...; do` loop over the attributes"
+    listed = loop.group(1).replace("\\", " ").split()
+    assert sorted(listed) == sorted(declared), f"write it as: for spec in {' '.join(declared)}; do"
+    assert "temporal operator search-attribute create" in setup_script()
+
+
+def test_the_setup_job_creates_the_digest_schedule_as_the_engine_declares_it() -> None:
+    found = re.search(r"temporal schedule create (.*?)2>&1", setup_script(), re.S)
+    assert found is not None, "the setup job creates no schedule"
+    flags = dict(re.findall(r"--([a-z-]+) ('[^']*'|\S+)", found.group(1).replace("\\", " ")))
+    expected = digest_schedule(TASK_QUEUE)
+    action = expected.action
+    assert isinstance(action, ScheduleActionStartWorkflow)
+    assert flags["schedule-id"] == DIGEST_WORKFLOW_ID
+    assert (flags["workflow-id"], flags["type"], flags["task-queue"]) == (action.id, action.workflow, action.task_queue)
+    assert [flags["cron"].strip("'")] == list(expected.spec.cron_expressions)
+    assert flags["time-zone"] == expected.spec.time_zone_name
+    assert expected.policy.overlap == ScheduleOverlapPolicy.SKIP and flags["overlap-policy"] == "Skip"
+    assert "ICR_TASK_QUEUE" not in compose()["services"]["worker"]["environment"]  # the workers' queue is the default
+
+
+def test_the_workers_get_the_mail_settings_and_no_example_addresses() -> None:
+    env = compose()["services"]["worker"]["environment"]
+    for name in ("ICR_SMTP_HOST", "ICR_MAIL_FROM"):
+        assert env[name] == f"${{{name}:-}}", f"{name}: passed through, empty unless set ({env[name]!r})"
+    assert env["ICR_PORTAL_URL"].startswith("${ICR_PORTAL_PUBLIC_URL:?"), "the portal's own address, required"
