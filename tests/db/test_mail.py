@@ -447,15 +447,16 @@ async def test_with_real_servers_and_no_mail_settings_the_mailer_refuses_and_dig
     await add_user(store, "ALICE", "alice@firm.example")
     await notify(store, "300000000811", "ALICE", AT)
     async with mail_server(Settings.from_env()) as config:
-        assert config.off is not None and all(name in config.off for name in unset), config.off
         result = await queue_and_send(store, Mailer(Outbox(store.pool), config))
-    assert result.pending == ["ALICE"] and result.sent == 0
+    assert (result.sent, result.pending) == (0, ["ALICE"])
+    assert not (tmp_path / "mail").exists(), "a local folder took the digest"
     found = await row(store, "ALICE")
-    assert found["sent_at"] is None and found["attempts"] == 0 and found["last_error"] == config.off
-    assert stored_messages(tmp_path / "mail") == [] and not (tmp_path / "mail").exists()
+    assert found["sent_at"] is None and found["attempts"] == 0, "the mailer tried to send"
+    reason = found["last_error"]
+    assert reason.startswith("the mailer is off: ") and all(name in reason for name in unset), reason
     # `mail list --failed` shows the row, and why.
     [shown] = await Outbox(store.pool).rows(day=DAY, problems_only=True)
-    assert (shown.login_id, shown.status, shown.last_error) == ("ALICE", "held", config.off)
+    assert (shown.login_id, shown.status, shown.last_error) == ("ALICE", "held", reason)
 
 
 async def test_with_embedded_servers_and_no_smtp_host_the_digest_goes_to_the_local_sink(
