@@ -103,7 +103,9 @@ async def _main() -> int:
 
     settings = Settings.from_env()
     configure_logging(settings.log_format, settings.log_level)
-    codec, token, origins = codec_settings(settings, embedded=settings.temporal_address is None)
+    # Beside the embedded dev server only where embedded servers are allowed (never in the image).
+    embedded = settings.temporal_address is None and settings.embedded_allowed
+    codec, token, origins = codec_settings(settings, embedded=embedded)
     if codec is None:
         print("error: payload encryption is off (ICR_PAYLOAD_ENCRYPTION=false): nothing to decode",
               file=sys.stderr)
