@@ -113,7 +113,8 @@ def configure_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                             description="the daily digest outbox: who, which day, sent (with the SMTP "
                                         "server's answer) or why not")
     p.add_argument("--failed", action="store_true",
-                   help="only those not sent: failed for good, without an address, or waiting for a retry")
+                   help="only those not sent: failed for good, without an address, waiting for a retry, or "
+                        "held while the mailer is off")
     p.add_argument("--date", type=day_arg, default=None, help="one digest day, YYYY-MM-DD")
     p.add_argument("--limit", type=int, default=500)
     database_only(p).set_defaults(handler=cmd_mail_list)
