@@ -79,14 +79,19 @@ async def _main() -> int:
     except ConfigurationError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    async with connected(settings) as rt:
-        runner = await serve(portal_app(settings, rt.store, rt.certificates, sign_in, secret),
-                             settings.portal_host, settings.portal_port)
-        log.info("portal_running", address=public_url(settings), issuer=settings.oidc_issuer)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await runner.cleanup()
+    try:
+        async with connected(settings, announce=lambda servers: print(
+                servers.describe(settings.temporal_namespace), file=sys.stderr, flush=True)) as rt:
+            runner = await serve(portal_app(settings, rt.store, rt.certificates, sign_in, secret),
+                                 settings.portal_host, settings.portal_port)
+            log.info("portal_running", address=public_url(settings), issuer=settings.oidc_issuer)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            await runner.cleanup()
+    except ConfigurationError as err:  # a partial configuration, a namespace without the attributes
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
