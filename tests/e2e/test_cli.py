@@ -459,7 +459,7 @@ async def test_an_unreachable_database_exits_3_naming_its_address_not_its_passwo
         engine_env: EngineEnv) -> None:  # noqa: F811
     run = await engine_env.starter("queue", env={"DATABASE_URL": "postgresql://icr:s3cret-pw@db.invalid:5432/icr"})
     assert run.code == 3, str(run)
-    assert run.stderr.startswith("error: cannot reach PostgreSQL at db.invalid:5432/icr: "), str(run)
+    assert run.error.startswith("error: cannot reach PostgreSQL at db.invalid:5432/icr: "), str(run)
     assert "s3cret-pw" not in run.stderr and "Traceback" not in run.stderr, str(run)
 
 
@@ -467,7 +467,7 @@ async def test_a_database_url_naming_no_database_is_a_bad_setting(engine_env: En
                                                                   postgres: Any) -> None:
     run = await engine_env.starter("queue", env={"DATABASE_URL": postgres.url("no_such_database")})
     assert run.code == 2, str(run)
-    assert run.stderr.startswith("error: bad setting: DATABASE_URL: InvalidCatalogNameError: "), str(run)
+    assert run.error.startswith("error: bad setting: DATABASE_URL: InvalidCatalogNameError: "), str(run)
 
 
 async def test_queue_is_complete_and_oldest_first_beyond_500_tasks(
