@@ -82,7 +82,9 @@ def test_an_unreachable_temporal_server_exits_3_naming_its_address(env: pytest.M
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run(capsys, "status", "300000000001")
     assert code == 3, err
-    assert err.startswith("error: cannot reach the Temporal server at 127.0.0.1:1: "), err
+    said, error = err.split("\n", 1)  # first which servers it uses, then why it stops
+    assert said == "using Temporal at 127.0.0.1:1, namespace default; PostgreSQL at 127.0.0.1:1, database icr", err
+    assert error.startswith("error: cannot reach the Temporal server at 127.0.0.1:1: "), err
     assert "Traceback" not in err
 
 
