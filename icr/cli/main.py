@@ -24,9 +24,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from icr.cli import certificates, imports, operations, policy
 from icr.cli.common import EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, CliError, Parser, actor_of
-from icr.runtime.engine import UNREACHABLE_DATABASE, Runtime, ServerUnreachable, connected, database_address
+from icr.runtime.engine import UNREACHABLE_DATABASE, Runtime, ServerUnreachable, connected
 from icr.runtime.logs import configure_logging
-from icr.runtime.servers import Services
+from icr.runtime.servers import Services, database_address
 from icr.runtime.settings import ConfigurationError, Settings
 
 GROUPS = (operations, certificates, imports, policy)

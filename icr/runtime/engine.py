@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,7 +28,7 @@ from icr.adapters.temporal.metrics import EngineMetrics
 from icr.runtime.keyring import payload_keys
 from icr.runtime.mail import mail_config
 from icr.runtime.namespace import check_search_attributes, register_search_attributes
-from icr.runtime.servers import Services, services
+from icr.runtime.servers import Services, database_address, services
 from icr.runtime.settings import Settings
 from workflows.certificate import CertificateWorkflow, MessageArguments
 from workflows.digest import DailyDigestWorkflow
@@ -82,16 +81,6 @@ class ServerUnreachable(ConnectionError):
 # A server that is down, refusing connections, or not answering; not one that answers "no".
 UNREACHABLE_DATABASE = (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
                         asyncpg.TooManyConnectionsError)
-
-
-def database_address(url: str) -> str:
-    """host:port/database of a PostgreSQL URL, without its user or password."""
-    parts = urllib.parse.urlsplit(url)
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    return f"{parts.hostname or 'localhost'}{port}{parts.path or ''}"
 
 
 async def connect_temporal(settings: Settings, address: str, runtime: TemporalRuntime | None = None) -> Client:

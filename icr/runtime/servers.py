@@ -61,12 +61,27 @@ class Services:
         return "using " + ("; ".join(parts) or "no server")
 
 
-def database_location(url: str) -> str:
-    """`at HOST:PORT, database NAME` from a PostgreSQL URL, leaving out who connects and how."""
+def database_host_and_name(url: str) -> tuple[str, str]:
+    """`HOST[:PORT]` and the database name of a PostgreSQL URL, leaving out who connects and how."""
     parts = urlsplit(url)
     host = parts.hostname or parse_qs(parts.query).get("host", ["the default host"])[0]
-    where = f"{host}:{parts.port}" if parts.port else host
-    return f"at {where}, database {parts.path.lstrip('/') or '(the default)'}"
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: the driver refuses it; name the host alone
+        port = None
+    return (f"{host}:{port}" if port else host), parts.path.lstrip("/")
+
+
+def database_location(url: str) -> str:
+    """`at HOST:PORT, database NAME`: which PostgreSQL a command uses."""
+    where, name = database_host_and_name(url)
+    return f"at {where}, database {name or '(the default)'}"
+
+
+def database_address(url: str) -> str:
+    """`HOST:PORT/NAME`: the PostgreSQL a command could not reach."""
+    where, name = database_host_and_name(url)
+    return f"{where}/{name}" if name else where
 
 
 def check_configured(settings: Settings, *, temporal: bool, database: bool) -> None:
