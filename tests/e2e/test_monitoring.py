@@ -9,6 +9,7 @@ why the scenario makes each happen."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.request
 import uuid
@@ -25,6 +26,7 @@ import yaml
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from icr.adapters.mail.sink import local_sink
 from tests.devserver import (
     CERTIFICATE_HEADER,
     FIRM,
@@ -94,9 +96,15 @@ async def scraped(engine_env: EngineEnv, dev_server: WorkflowEnvironment, server
     metrics_port, db_port = free_port(), free_port()
     db = urlsplit(engine_env.database_url)
     db_socket = str(next(Path(parse_qs(db.query)["host"][0]).glob(".s.PGSQL.*")))
+    # With real servers the mailer needs its SMTP server and addresses (it refuses to start
+    # without them): the local sink stands in for the SMTP server.
+    smtp = contextlib.AsyncExitStack()
+    smtp_host, smtp_port = await smtp.enter_async_context(local_sink(folder / "mail"))
     worker = WorkerProcess(engine_env, folder / "worker.log", env={
         "ICR_METRICS_PORT": str(metrics_port),
-        "DATABASE_URL": f"postgresql://{db.username}@127.0.0.1:{db_port}{db.path}"})
+        "DATABASE_URL": f"postgresql://{db.username}@127.0.0.1:{db_port}{db.path}",
+        "ICR_SMTP_HOST": smtp_host, "ICR_SMTP_PORT": str(smtp_port), "ICR_SMTP_STARTTLS": "false",
+        "ICR_MAIL_FROM": "icr@laa.example", "ICR_PORTAL_URL": "https://portal.laa.example/"})
 
     async def until_exported(what: str, *names: str) -> None:
         """Until the worker's scrape has every one of `names` (counters appear once recorded)."""
@@ -154,6 +162,7 @@ async def scraped(engine_env: EngineEnv, dev_server: WorkflowEnvironment, server
             assert await worker.stop(40) == 0, worker.log()[-3000:]
     finally:
         await worker.stop(40)
+        await smtp.aclose()
     return Scraped(metric_names(worker_text), metric_names(server_text), worker_text)
 
 

@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from icr.adapters.db.rows import AuditRow
 from icr.adapters.db.store import Store
 from icr.adapters.temporal.codec import EncryptionCodec, PayloadKeys, data_converter
 from icr.domain.models import (
@@ -51,12 +52,8 @@ async def task_failures(handle: WorkflowHandle) -> int:
     return sum(1 for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED)
 
 
-async def audited(engine: Engine, action: str) -> list[dict[str, Any]]:
-    rows = [dict(a) for a in await engine.store.audit_of(engine.ref) if a["action"] == action]
-    for row in rows:
-        if isinstance(row["detail"], str):
-            row["detail"] = json.loads(row["detail"])
-    return rows
+async def audited(engine: Engine, action: str) -> list[AuditRow]:
+    return [a for a in await engine.store.audit_of(engine.ref) if a.action == action]
 
 
 # --- forged payloads -----------------------------------------------------------------------
@@ -106,12 +103,12 @@ async def test_forged_encrypted_signals_are_dropped_and_counted_and_the_certific
     await engine.env.sleep(1)
     s = await eventually(lambda: status(handle), lambda s: s.last_activity_at == now)
     assert s.stage == "Active" and s.closed_at is None
-    assert [r["event_id"] for r in await engine.store.ledger_of(engine.ref)] == ["good"]
+    assert [r.event_id for r in await engine.store.ledger_of(engine.ref)] == ["good"]
     rows = await eventually(lambda: audited(engine, "messages_undecodable"),
-                            lambda rows: sum(int(r["detail"]["messages"]) for r in rows) == 3)
-    assert all("could not be decoded" in r["detail"]["reason"] for r in rows)
+                            lambda rows: sum(int(r.detail["messages"]) for r in rows) == 3)
+    assert all("could not be decoded" in r.detail["reason"] for r in rows)
     # Why, without the payload: the key it named, or that it failed authentication.
-    assert all(("failed authentication" if key_id == "test1" else "'forged'") in r["detail"]["last_reason"]
+    assert all(("failed authentication" if key_id == "test1" else "'forged'") in r.detail["last_reason"]
                for r in rows)
     assert await task_failures(handle) == 0
 
@@ -199,8 +196,8 @@ async def test_a_signal_with_the_wrong_number_of_arguments_is_dropped_and_counte
     s = await eventually(lambda: status(handle), lambda s: s.last_activity_at == now)
     assert s.stage == "Active" and s.closed_at is None
     rows = await eventually(lambda: audited(engine, "messages_undecodable"),
-                            lambda rows: sum(int(r["detail"]["messages"]) for r in rows) == 3)
-    assert all(f"{len(args)} were sent" in r["detail"]["last_reason"] for r in rows)
+                            lambda rows: sum(int(r.detail["messages"]) for r in rows) == 3)
+    assert all(f"{len(args)} were sent" in r.detail["last_reason"] for r in rows)
     assert await task_failures(handle) == 0
 
 
@@ -265,9 +262,9 @@ async def test_a_response_accepted_before_the_return_date_lands_on_its_notificat
         final = CertificateStatus.model_validate(await asyncio.wait_for(handle.result(), 30))
         assert final.stage == "Closed" and [r.amount for r in final.recoupments] == ["700.00"]
         rows = await store.notifications_of(engine.ref)
-        assert [(r["notification_id"], r["response"]) for r in rows] == [
+        assert [(r.notification_id, r.response) for r in rows] == [
             (notification.notification_id, "complete_no_bill_due")]
-        actions = [a["action"] for a in await store.audit_of(engine.ref)]
+        actions = [a.action for a in await store.audit_of(engine.ref)]
         assert "notification_returned" not in actions and "task_raised" not in actions, actions
         assert await task_failures(handle) == 0
 
