@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import heapq
 import json
 import os
 import random
@@ -175,7 +176,7 @@ def plan(rng: random.Random, refs: list[str], start: datetime, years: float,
         if rng.random() < 0.1:
             act(at(0.0, 0.9), "reassign", ref, by=rng.choice(["SIM-CROSS1"] * 3 + ["SIM-MANAGER1", "SIM-OUTSIDER"]),
                 to=rng.choice(["SIM-CONTACT2", "SIM-CONTACT1", "SIM-LEGACY1"]))
-        if rng.random() < 0.05:
+        if rng.random() < 0.1:
             act(at(0.1, 1.0), "close", ref, reason=rng.choice(["discharged"] * 4 + [""]))
     when = start
     while True:  # the provider portal: each open notification answered (or not) now and then
@@ -221,6 +222,12 @@ class Simulation:
         self.closed_elsewhere: set[str] = set()
         self.exercises: dict[str, date] = {}
         self.files = 0
+        self.acts: list[Act] = []
+        self.order = 1_000_000  # acts added while playing come after the planned ones at the same moment
+
+    def schedule(self, at: datetime, what: str, ref: str, **data: Any) -> None:
+        self.order += 1
+        heapq.heappush(self.acts, Act(at, self.order, what, ref, data))
 
     async def now(self) -> datetime:
         return (await self.env.get_current_time()).astimezone(UTC)
@@ -251,7 +258,12 @@ class Simulation:
         self.say(f"simulation seed {self.report.seed}: {len(certificates)} certificates, {len(acts)} acts "
                  f"over {self.years:g} years from {start:%Y-%m-%d}")
         done_at = 0.0
-        for i, a in enumerate(acts):
+        self.acts = acts
+        heapq.heapify(self.acts)
+        i = 0
+        while self.acts:
+            a = heapq.heappop(self.acts)
+            i += 1
             wait = (a.at - await self.now()).total_seconds()
             if wait > 0:
                 await self.env.sleep(wait)
@@ -261,7 +273,7 @@ class Simulation:
                 self.report.fail(f"{a.what} {a.ref or ''} at {a.at:%Y-%m-%d %H:%M}", f"{type(err).__name__}: {err}")
             if time.monotonic() - done_at > 30:
                 done_at = time.monotonic()
-                self.say(f"  {i + 1}/{len(acts)} acts, simulated {a.at:%Y-%m-%d}, {len(self.report.failures)} "
+                self.say(f"  {i}/{i + len(self.acts)} acts, simulated {a.at:%Y-%m-%d}, {len(self.report.failures)} "
                          f"failures, {time.monotonic() - clock:.0f} s")
         self.report.ended_at = await self.now()
         self.report.seconds = time.monotonic() - clock
@@ -370,14 +382,38 @@ class Simulation:
             before = await self.status(ref)
             if before is None or before.open_notification is None:
                 continue
-            assigned = before.open_notification.assigned_to or ""
-            user = self.rng.choice([assigned] * 7 + ["SIM-CROSS1"] * 2 + ["SIM-MANAGER1", "SIM-LEGACY1", "SIM-OUTSIDER"])
-            response = self.rng.choice(["case_ongoing"] * 8 + BILLED * 2 + ["complete_no_bill_due"] * 2 + ["maybe"])
-            try:
-                await self.certificates.respond(ref, RespondRequest(user_login_id=user, response=response))
-                self.report.sent[f"respond:{response}"] += 1
-            except MessageRefused as err:
-                await self.refused_unchanged(ref, before, err, "respond")
+            roll = self.rng.random()
+            if roll < 0.15:
+                # An activity source reports, late, an event whose own deadline has passed.
+                self.schedule(await self.now(), "event", ref, kind=self.rng.choice(KINDS),
+                              lag=timedelta(days=self.rng.uniform(800, 1200)))
+                continue
+            if roll < 0.35:
+                # Something at the very moment the notification is returned (or a second either side).
+                when = before.open_notification.return_date + self.rng.choice([-1, 0, 0, 1]) * timedelta(seconds=1)
+                if self.rng.random() < 0.5:
+                    self.schedule(when, "event", ref, kind=self.rng.choice(KINDS), lag=timedelta(0))
+                else:
+                    self.schedule(when, "answer", ref)
+                continue
+            await self.answer(ref, before)
+
+    async def do_answer(self, a: Act) -> None:
+        assert a.ref is not None
+        before = await self.status(a.ref)
+        if before is not None and before.stage != "Closed":
+            await self.answer(a.ref, before)
+
+    async def answer(self, ref: str, before: CertificateStatus) -> None:
+        """A provider user answers the certificate's open notification (or tries to)."""
+        assigned = (before.open_notification.assigned_to if before.open_notification else None) or "SIM-CONTACT1"
+        user = self.rng.choice([assigned] * 7 + ["SIM-CROSS1"] * 2 + ["SIM-MANAGER1", "SIM-LEGACY1", "SIM-OUTSIDER"])
+        response = self.rng.choice(["case_ongoing"] * 8 + BILLED * 2 + ["complete_no_bill_due"] * 2 + ["maybe"])
+        try:
+            await self.certificates.respond(ref, RespondRequest(user_login_id=user, response=response))
+            self.report.sent[f"respond:{response}"] += 1
+        except MessageRefused as err:
+            await self.refused_unchanged(ref, before, err, "respond")
 
     async def do_caseworkers(self, a: Act) -> None:
         """Caseworkers work through part of the queue (the database's open tasks)."""
