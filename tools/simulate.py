@@ -41,6 +41,7 @@ from typing import Any
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from icr.adapters.db.store import Store
@@ -73,6 +74,7 @@ BILLED = ["complete_to_be_billed", "complete_costs_negotiated", "complete_court_
 POA = [("0.00", "0.00"), ("1000.00", "250.00"), ("300.00", "0.00")]
 DAY = timedelta(days=1)
 LATENCY = timedelta(minutes=1)
+SKIP = timedelta(days=1)
 
 
 @dataclass(order=True)
@@ -264,9 +266,7 @@ class Simulation:
         while self.acts:
             a = heapq.heappop(self.acts)
             i += 1
-            wait = (a.at - await self.now()).total_seconds()
-            if wait > 0:
-                await self.env.sleep(wait)
+            await self.advance(a.at)
             try:
                 await getattr(self, f"do_{a.what}")(a)
             except Exception as err:  # noqa: BLE001 - every surprise is a failure to report, with its act
@@ -278,6 +278,21 @@ class Simulation:
         self.report.ended_at = await self.now()
         self.report.seconds = time.monotonic() - clock
         return self.report
+
+    async def advance(self, until: datetime) -> None:
+        """Skip time to `until`, a day at a time: one long skip keeps a single call open while
+        the server fires every timer on the way (a call cut off mid-way is tried again)."""
+        failures = 0
+        while (left := (until - await self.now()).total_seconds()) > 0:
+            try:
+                await self.env.sleep(min(left, SKIP.total_seconds()))
+                failures = 0
+            except RPCError as err:
+                failures += 1
+                if failures > 3:
+                    raise
+                self.say(f"  time skip interrupted ({err}); trying again")
+                await asyncio.sleep(1)
 
     # --- the acts ---
 
