@@ -75,6 +75,8 @@ POA = [("0.00", "0.00"), ("1000.00", "250.00"), ("300.00", "0.00")]
 DAY = timedelta(days=1)
 LATENCY = timedelta(minutes=1)
 SKIP = timedelta(days=1)
+# An act the engine does not finish in this long (real time) is a failure, not a hang.
+ACT_TIMEOUT = timedelta(minutes=5)
 
 
 @dataclass(order=True)
@@ -272,7 +274,10 @@ class Simulation:
             i += 1
             await self.advance(a.at)
             try:
-                await getattr(self, f"do_{a.what}")(a)
+                await asyncio.wait_for(getattr(self, f"do_{a.what}")(a), ACT_TIMEOUT.total_seconds())
+            except TimeoutError:
+                self.report.fail(f"{a.what} {a.ref or ''} at {a.at:%Y-%m-%d %H:%M}",
+                                 f"no answer within {ACT_TIMEOUT.total_seconds():.0f} s (real time)")
             except Exception as err:  # noqa: BLE001 - every surprise is a failure to report, with its act
                 self.report.fail(f"{a.what} {a.ref or ''} at {a.at:%Y-%m-%d %H:%M}", f"{type(err).__name__}: {err}")
             if time.monotonic() - done_at > 30:
