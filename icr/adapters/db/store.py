@@ -316,6 +316,9 @@ class Store:
                 "SELECT max(occurred_at) FROM activity_ledger WHERE case_reference = $1", case_reference)
             cert = await conn.fetchrow(
                 "SELECT last_activity_at, closed_at FROM certificates WHERE case_reference = $1", case_reference)
+            # Closed while unregistered: the registry keeps it closed without a certificate row.
+            closed_unregistered = await conn.fetchval(
+                "SELECT true FROM closed_certificates WHERE case_reference = $1", case_reference)
             days = None if policy_version is None else await conn.fetchval(
                 "SELECT inactivity_days FROM policy_versions WHERE version = $1", policy_version)
         if cert is not None and cert["last_activity_at"] is not None and (
@@ -330,7 +333,7 @@ class Store:
             tasks=[TaskRecord(task_id=r["task_id"], kind=r["kind"], is_open=r["is_open"]) for r in tasks],
             recoupments=[money(r["amount"]) for r in recoupments],
             latest_activity_at=latest,
-            closed=cert is not None and cert["closed_at"] is not None,
+            closed=bool(closed_unregistered) or (cert is not None and cert["closed_at"] is not None),
             inactivity_days=days)
 
     # --- the workflow's steps --------------------------------------------------------------

@@ -352,6 +352,15 @@ def _fall_due(state: CertificateState, now: datetime) -> Transition:
         return _settle(Transition(s, effects))
     if s.exercise_response is not None and not s.on_exercise_list:
         return _apply_exercise(s, now)
+    assert s.policy is not None
+    if s.notification_cycle >= s.policy.max_unanswered_cycles:
+        # Falling due again in a review whose notifications all went unanswered (one returned
+        # when the certificate was not due, then a policy with a lower limit): never a
+        # notification past the limit, the escalation instead.
+        _note(s, now, f"{s.notification_cycle} cycles unanswered: escalated")
+        return _settle(Transition(s, _raise_task(
+            s, TaskKind.ESCALATION, now, detail=f"{s.notification_cycle} consecutive notifications "
+                                                "unanswered: contract manager intervention")))
     return _settle(Transition(s, _notify(s, now)))
 
 
@@ -485,12 +494,28 @@ def _return_notification(state: CertificateState, now: datetime) -> Transition:
         effects.extend(_raise_task(s, TaskKind.NO_RESPONSE, now,
                                    notification_id=returned.notification_id,
                                    detail="no response in 21 days; exercise certificate, not resent"))
-    else:
+    elif _still_due(s, now):
         effects.extend(_raise_task(s, TaskKind.NO_RESPONSE, now, blocking=False,
                                    notification_id=returned.notification_id,
                                    detail="no response in 21 days; notification resent"))
         effects.extend(_notify(s, now))
+    else:
+        # Not due now (a policy lengthened since it was raised, an outage going on): the next
+        # notification of this review waits until the certificate falls due again, as any
+        # other would. The cycle count stands: only activity or an answer restarts the review.
+        _note(s, now, "not due now: the next notification waits until the certificate falls due")
+        effects.extend(_raise_task(s, TaskKind.NO_RESPONSE, now, blocking=False,
+                                   notification_id=returned.notification_id,
+                                   detail="no response in 21 days; resent when the certificate falls due again"))
     return _settle(Transition(s, effects))
+
+
+def _still_due(s: CertificateState, now: datetime) -> bool:
+    """Whether a notification may be raised now, as `next_step` would raise one: due under
+    the policy in force, outside a declared outage, with no policy version being taken up."""
+    deadline = inactivity_deadline(s)
+    changing = s.next_policy_change_at is not None and now >= s.next_policy_change_at
+    return deadline is not None and now >= deadline and outage_end(now, s.outages) is None and not changing
 
 
 def _close_notification(s: CertificateState, status: NotificationStatus, now: datetime) -> CloseNotification:
@@ -538,7 +563,8 @@ def _supersede_no_response_task(s: CertificateState, now: datetime, why: str) ->
 
 
 def _restart_clock(s: CertificateState, now: datetime) -> None:
-    s.clock_from = now
+    # Never back: an event dated up to 5 minutes ahead may already have moved it past now.
+    s.clock_from = now if s.clock_from is None else max(s.clock_from, now)
     s.notification_cycle = 0
 
 
