@@ -407,7 +407,7 @@ class Simulation:
         """Providers open the portal now and then (it reads the database) and answer some
         of their open notifications."""
         for ref in self.by_ref:
-            if self.rng.random() < 0.5 or not any(n["is_open"] for n in await self.store.notifications_of(ref)):
+            if self.rng.random() < 0.5 or not any(n.is_open for n in await self.store.notifications_of(ref)):
                 continue
             before = await self.status(ref)
             if before is None or before.open_notification is None:
@@ -447,7 +447,7 @@ class Simulation:
 
     async def do_caseworkers(self, a: Act) -> None:
         """Caseworkers work through part of the queue (the database's open tasks)."""
-        queue = {t["case_reference"] for t in await self.store.open_tasks_of(list(self.by_ref))}
+        queue = {t.case_reference for t in (await self.store.open_tasks()).tasks}
         for ref in self.by_ref:
             if ref not in queue or self.rng.random() < 0.4:
                 continue
@@ -557,9 +557,9 @@ async def invariants(sim: Simulation, ref: str, status: CertificateStatus, now: 
     ledger = await store.ledger_of(ref)
     audit = await store.audit_of(ref)
     cert = await store.certificate_row(ref)
-    closed_at = cert["closed_at"] if cert is not None else None
+    closed_at = cert.closed_at if cert is not None else None
     if closed_at is None and (row := await store.closed_unregistered_row(ref)) is not None:
-        closed_at = row["closed_at"]
+        closed_at = row.closed_at
 
     def in_force(at: datetime) -> Any:
         return max((v for v in versions if v.effective_from <= at), key=lambda v: (v.effective_from, v.version))
@@ -572,8 +572,8 @@ async def invariants(sim: Simulation, ref: str, status: CertificateStatus, now: 
 
     # At most one open notification and one open task; a closed certificate has neither and
     # nothing after its closure.
-    open_n = [n for n in notifications if n["is_open"]]
-    open_t = [t for t in tasks if t["is_open"]]
+    open_n = [n for n in notifications if n.is_open]
+    open_t = [t for t in tasks if t.is_open]
     if len(open_n) > 1 or len(open_t) > 1:
         found.append(f"open: {len(open_n)} notifications, {len(open_t)} tasks")
     if closed_at is not None:
@@ -581,22 +581,22 @@ async def invariants(sim: Simulation, ref: str, status: CertificateStatus, now: 
             found.append(f"closed in the database at {closed_at}, the workflow is {status.stage}")
         if open_n or open_t:
             found.append("closed, with a notification or task still open")
-        later = [n["notification_id"] for n in notifications if n["date_assigned"] > closed_at
-                 or (n["closed_at"] or closed_at) > closed_at]
-        later += [t["task_id"] for t in tasks if t["raised_at"] > closed_at or (t["decided_at"] or closed_at) > closed_at]
+        later = [n.notification_id for n in notifications if n.date_assigned > closed_at
+                 or (n.closed_at or closed_at) > closed_at]
+        later += [t.task_id for t in tasks if t.raised_at > closed_at or (t.decided_at or closed_at) > closed_at]
         if later:
             found.append(f"changed after its closure at {closed_at}: {later}")
-    if len([a for a in audit if a["action"] == "certificate_closed"]) > 1:
+    if len([a for a in audit if a.action == "certificate_closed"]) > 1:
         found.append("closed twice in the audit log")
 
     # The deadline: the last qualifying activity (or keep-open decision) plus the policy in force.
-    keep_open = [t["decided_at"] for t in tasks if t["decision"] == "keep_open"]
-    activity = [r["occurred_at"] for r in ledger]
-    if cert is not None and cert["last_activity_at"] is not None:
-        activity.append(cert["last_activity_at"])
+    keep_open = [t.decided_at for t in tasks if t.decision == "keep_open" and t.decided_at is not None]
+    activity = [r.occurred_at for r in ledger]
+    if cert is not None and cert.last_activity_at is not None:
+        activity.append(cert.last_activity_at)
     anchors = activity + keep_open
     if not activity and cert is not None:
-        anchors.append(rules.start_of_day_uk(cert["granted_on"]))
+        anchors.append(rules.start_of_day_uk(cert.granted_on))
     if closed_at is None and anchors and status.policy_version is not None:
         days = {v.version: v.inactivity_days for v in versions}[status.policy_version]
         wanted = max(anchors) + timedelta(days=days)
@@ -608,64 +608,65 @@ async def invariants(sim: Simulation, ref: str, status: CertificateStatus, now: 
     # Notifications: raised only when due and not during a declared outage, at most the
     # cycles the policy allows, resent only at the return and never for an exercise
     # certificate; returned exactly at the (outage-extended) return date.
-    claimed = min((a["at"] for a in audit if a["action"] == "exercise_response_applied"), default=None)
-    returns = {n["closed_at"]: n for n in notifications if n["status"] == "No Response"}
+    claimed = min((a.at for a in audit if a.action == "exercise_response_applied"), default=None)
+    returns = {n.closed_at: n for n in notifications if n.status == "No Response"}
     for n in notifications:
-        t = n["date_assigned"]
+        t = n.date_assigned
         policies = allowed(t)
-        known = [r["occurred_at"] for r in ledger if r["received_at"] <= t]
+        known = [r.occurred_at for r in ledger if r.received_at <= t]
         known += [d for d in keep_open if d <= t]
-        if cert is not None and cert["last_activity_at"] is not None:
-            known.append(cert["last_activity_at"])
+        if cert is not None and cert.last_activity_at is not None:
+            known.append(cert.last_activity_at)
         if known and t < max(known) + timedelta(days=min(v.inactivity_days for v in policies)):
-            found.append(f"{n['notification_id']} raised at {t}, before the certificate was due")
+            found.append(f"{n.notification_id} raised at {t}, before the certificate was due")
         if any(o.starts_at <= t < o.ends_at for o in outages if o.declared_at <= t):
-            found.append(f"{n['notification_id']} raised at {t}, during a declared outage")
-        if n["cycle"] > max(v.max_unanswered_cycles for v in policies):
-            found.append(f"{n['notification_id']} is cycle {n['cycle']}, past the limit")
+            found.append(f"{n.notification_id} raised at {t}, during a declared outage")
+        if n.cycle > max(v.max_unanswered_cycles for v in policies):
+            found.append(f"{n.notification_id} is cycle {n.cycle}, past the limit")
         previous = returns.get(t)
         if previous is not None and claimed is not None and claimed <= t:
-            found.append(f"{n['notification_id']} resent to an exercise-list certificate")
+            found.append(f"{n.notification_id} resent to an exercise-list certificate")
         # A timer fires at its moment, and the workflow task that handles it a little later.
-        if n["status"] == "No Response" and not n["return_date"] <= n["closed_at"] <= n["return_date"] + LATENCY:
-            found.append(f"{n['notification_id']} returned at {n['closed_at']}, its return date {n['return_date']}")
-        if n["status"] == "Activity Recorded":
-            fresh = [r for r in ledger if r["received_at"] == n["closed_at"]
-                     and r["occurred_at"] + timedelta(days=max(v.inactivity_days for v in allowed(n["closed_at"])))
-                     > n["closed_at"]]
+        if n.status == "No Response" and (n.closed_at is None
+                                          or not n.return_date <= n.closed_at <= n.return_date + LATENCY):
+            found.append(f"{n.notification_id} returned at {n.closed_at}, its return date {n.return_date}")
+        if n.status == "Activity Recorded" and n.closed_at is not None:
+            fresh = [r for r in ledger if r.received_at == n.closed_at
+                     and r.occurred_at + timedelta(days=max(v.inactivity_days for v in allowed(n.closed_at)))
+                     > n.closed_at]
             if not fresh:
-                found.append(f"{n['notification_id']} closed as activity recorded with no fresh event")
-        if n["responded_at"] is not None and n["responded_at"] >= n["return_date"]:
-            found.append(f"{n['notification_id']} answered at or after its return date")
+                found.append(f"{n.notification_id} closed as activity recorded with no fresh event")
+        if n.responded_at is not None and n.responded_at >= n.return_date:
+            found.append(f"{n.notification_id} answered at or after its return date")
 
     # At most one recoupment, of exactly the outstanding payments on account, only when closed
     # by a No Bill Due answer or a caseworker's close.
     outstanding = Decimal(c.poa[0]) - Decimal(c.poa[1])
-    reason = (cert["closed_reason"] if cert is not None else None) or ""
+    reason = (cert.closed_reason if cert is not None else None) or ""
     recouping = reason == "Case Complete No Bill Due" or reason.startswith("LAA decision:")
-    amounts = [r["amount"] for r in recoupments]
+    amounts = [r.amount for r in recoupments]
     expected = [outstanding] if closed_at is not None and recouping and outstanding > 0 and cert is not None else []
     if amounts != expected:
         found.append(f"recoupments {amounts}, expected {expected} (closed: {reason or 'no'})")
 
     # A follow-up only for a billed response kept open, with no bill after it, by the year end.
-    by_id = {n["notification_id"]: n for n in notifications}
-    for t in tasks:
-        if t["kind"] != "follow_up":
+    by_id = {n.notification_id: n for n in notifications}
+    for task in tasks:
+        if task.kind != "follow_up":
             continue
-        reviews = [r for r in tasks if r["kind"] == "review" and r["decision"] == "keep_open"
-                   and r["decided_at"] <= t["raised_at"]]
+        reviews = [(r.decided_at, r) for r in tasks if r.kind == "review" and r.decision == "keep_open"
+                   and r.decided_at is not None and r.decided_at <= task.raised_at]
         if not reviews:
-            found.append(f"follow-up {t['task_id']} with no billed response kept open")
+            found.append(f"follow-up {task.task_id} with no billed response kept open")
             continue
-        review = max(reviews, key=lambda r: r["decided_at"])
-        notification = by_id.get(review["notification_id"] or "")
-        since = (notification["responded_at"] if notification is not None and notification["responded_at"]
-                 else rules.start_of_day_uk(sim.exercises[ref]) if ref in sim.exercises else review["raised_at"])
-        if any(r["kind"] == "bill" and r["occurred_at"] > since for r in ledger):
-            found.append(f"follow-up {t['task_id']} raised though a bill came after the response of {since}")
-        if t["raised_at"] < financial_year_end(since):
-            found.append(f"follow-up {t['task_id']} raised at {t['raised_at']}, before the year end after {since}")
+        review = max(reviews, key=lambda decided: decided[0])[1]
+        notification = by_id.get(review.notification_id or "")
+        since = (notification.responded_at if notification is not None and notification.responded_at
+                 else rules.start_of_day_uk(sim.exercises[ref]) if ref in sim.exercises else review.raised_at)
+        if any(r.kind == "bill" and r.occurred_at > since for r in ledger):
+            found.append(f"follow-up {task.task_id} raised though a bill came after the response of {since}")
+        if task.raised_at < financial_year_end(since):
+            found.append(f"follow-up {task.task_id} raised at {task.raised_at}, before the year end after {since}")
     return found
 
 
@@ -685,7 +686,8 @@ async def _main(args: argparse.Namespace) -> int:
 
     from icr.adapters.db.migrate import migrate
     from icr.adapters.temporal.codec import EncryptionCodec, PayloadKeys, data_converter
-    from icr.runtime.engine import build_worker, ensure_search_attributes
+    from icr.runtime.engine import build_worker
+    from icr.runtime.namespace import register_search_attributes
     from icr.runtime.settings import Settings
 
     venv_bin = Path(sys.executable).parent
@@ -702,7 +704,7 @@ async def _main(args: argparse.Namespace) -> int:
                 data_converter=data_converter(EncryptionCodec(PayloadKeys.generate("simulate"))),
                 test_server_existing_path=str(venv_bin / "temporal-test-server"))
             try:
-                await ensure_search_attributes(env.client, "default")
+                await register_search_attributes(env.client, "default")
                 task_queue = f"icr-simulate-{args.seed}"
                 async with build_worker(env.client, store, Settings(task_queue=task_queue)):
                     report = await simulate(env, store, task_queue, seed=args.seed, certificates=args.certificates,
