@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import signal
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,8 +37,9 @@ from icr.domain.models import (
     LaaDecisionRequest,
     RespondRequest,
 )
-from icr.portal.server import demo_portal_app, serve
+from icr.portal.server import demo_portal_app
 from icr.runtime.engine import Runtime, build_worker
+from icr.runtime.http import free_port, serve
 from icr.runtime.mail import mail_server
 from icr.runtime.namespace import check_digest_schedule, register_digest_schedule
 from icr.services import importer
@@ -322,23 +322,12 @@ PORTAL_USERS = [
 ]
 
 
-def _free_port(host: str, first: int) -> int:
-    for port in range(first, first + 100):
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port for the provider portal in {first}..{first + 99}: set ICR_PORTAL_PORT")
-
-
 async def run_demo(rt: Runtime, keep_running: bool) -> int:
     now = datetime.now(UTC)
     ui = rt.services.ui_url or "(your Temporal Web UI)"
     print(f"Temporal Web UI: {ui}/namespaces/{rt.settings.temporal_namespace}/workflows", flush=True)
     host = rt.settings.portal_host
-    port = _free_port(host, rt.settings.portal_port)
+    port = free_port(host, rt.settings.portal_port, "ICR_PORTAL_PORT")
     portal = f"http://{host}:{port}"
     if "portal_url" not in rt.settings.model_fields_set:  # the digest's link opens this portal
         rt.settings = rt.settings.model_copy(update={"portal_url": f"{portal}/"})

@@ -16,6 +16,7 @@ from icr.adapters.temporal.client import CertificateClient
 from icr.portal.app import build_app
 from icr.portal.auth import DemoSignIn, OidcConfig, OidcSignIn, SignIn
 from icr.portal.sessions import MIN_SECRET_CHARS
+from icr.runtime.http import serve
 from icr.runtime.keyring import ConfigurationError
 from icr.runtime.settings import Settings
 
@@ -58,13 +59,6 @@ def demo_portal_app(settings: Settings, store: Store, certificates: CertificateC
                     login_ids: list[str]) -> web.Application:
     """The demo's portal: pick one of these users to sign in; a session secret of its own."""
     return portal_app(settings, store, certificates, DemoSignIn(login_ids), secret=secrets.token_urlsafe(48))
-
-
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
 
 
 async def _main() -> int:

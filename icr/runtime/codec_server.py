@@ -25,6 +25,8 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
 
+from icr.runtime.http import serve
+
 log = structlog.get_logger(__name__)
 
 _ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization"
@@ -86,13 +88,6 @@ def codec_app(codec: PayloadCodec, token: str, origins: Iterable[str]) -> web.Ap
         app.router.add_route("OPTIONS", f"{prefix}/encode", preflight)
         app.router.add_route("OPTIONS", f"{prefix}/decode", preflight)
     return app
-
-
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
 
 
 async def _main() -> int:

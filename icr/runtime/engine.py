@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +24,7 @@ from icr.adapters.mail.mailer import Mailer
 from icr.adapters.temporal.client import CertificateClient
 from icr.adapters.temporal.codec import EncryptionCodec, data_converter, worker_data_converter
 from icr.adapters.temporal.metrics import EngineMetrics
+from icr.runtime.http import free_port
 from icr.runtime.keyring import payload_keys
 from icr.runtime.mail import mail_config
 from icr.runtime.namespace import check_search_attributes, register_search_attributes
@@ -45,23 +45,12 @@ SCHEDULE_TO_START_BUCKETS = {"workflow_task_schedule_to_start_latency": _WAIT_BU
                              "activity_schedule_to_start_latency": _WAIT_BUCKETS_MS}
 
 
-def _free_port(host: str, first: int) -> int:
-    for port in range(first, first + 100):
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port for metrics in {first}..{first + 99}: set ICR_METRICS_PORT")
-
-
 def metrics_runtime(settings: Settings) -> tuple[TemporalRuntime | None, str | None]:
     """A Temporal runtime exporting the SDK's metrics (and the engine's counters, made from its
     meter) to Prometheus, and the URL it serves; (None, None) when ICR_METRICS_PORT=0."""
     if settings.metrics_port == 0:
         return None, None
-    port = settings.metrics_port or _free_port(settings.metrics_host, DEFAULT_METRICS_PORT)
+    port = settings.metrics_port or free_port(settings.metrics_host, DEFAULT_METRICS_PORT, "ICR_METRICS_PORT")
     runtime = TemporalRuntime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
         bind_address=f"{settings.metrics_host}:{port}", histogram_bucket_overrides=SCHEDULE_TO_START_BUCKETS)))
     shown = "127.0.0.1" if settings.metrics_host in ("0.0.0.0", "") else settings.metrics_host

@@ -25,8 +25,8 @@ from icr.adapters.temporal.codec import EncryptionCodec, data_converter
 from icr.domain.models import CertificateStatus
 from icr.portal.app import build_app
 from icr.portal.auth import DemoSignIn
-from icr.portal.server import serve
 from icr.runtime.engine import build_worker
+from icr.runtime.http import serve
 from icr.runtime.settings import Settings
 from tests.conftest import FIRM, TEST_KEYS, add_certificate, add_user
 from tests.devserver import SEARCH_ATTRIBUTES, temporal_binary

@@ -31,7 +31,8 @@ from icr.domain.models import (
     ReassignContactRequest,
     RespondRequest,
 )
-from icr.runtime.codec_server import codec_app, serve
+from icr.runtime.codec_server import codec_app
+from icr.runtime.http import serve
 from icr.runtime.keyring import ConfigurationError, payload_keys
 from icr.runtime.logs import configure_logging
 from icr.runtime.settings import Settings
