@@ -23,7 +23,7 @@ from icr.runtime.health import Health, health_server, until_connected
 from icr.runtime.logs import configure_logging
 from icr.runtime.mail import mail_server
 from icr.runtime.namespace import check_digest_schedule, register_digest_schedule
-from icr.runtime.servers import Services
+from icr.runtime.servers import announce_on_stderr
 from icr.runtime.settings import ConfigurationError, Settings
 
 log = structlog.get_logger("worker")
@@ -47,12 +47,7 @@ async def run(settings: Settings) -> int:
     async with health_server(health, settings.health_host, settings.health_port) as health_url, \
             contextlib.AsyncExitStack() as held:
 
-        announced: list[Services] = []
-
-        def announce(servers: Services) -> None:
-            if not announced:  # once, not at every attempt while a server is unreachable
-                print(servers.describe(settings.temporal_namespace), file=sys.stderr, flush=True)
-                announced.append(servers)
+        announce = announce_on_stderr(settings.temporal_namespace)  # once, not at every attempt
 
         async def connect() -> Runtime:
             attempt = contextlib.AsyncExitStack()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,7 +38,7 @@ from icr.domain.models import (
 )
 from icr.portal.server import demo_portal_app
 from icr.runtime.engine import Runtime, build_worker
-from icr.runtime.http import free_port, serve
+from icr.runtime.http import free_port, serve, until_stopped
 from icr.runtime.mail import mail_server
 from icr.runtime.namespace import check_digest_schedule, register_digest_schedule
 from icr.services import importer
@@ -374,12 +373,8 @@ async def _run_demo(rt: Runtime, keep_running: bool, now: datetime, portal: str)
         if keep_running:
             print("\nNew certificates arrive every minute so every stage stays populated. "
                   "The worker keeps running; press Ctrl-C to stop.", flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
             arriving = asyncio.create_task(keep_stages_populated(rt))
-            await stop.wait()
+            await until_stopped()
             arriving.cancel()
             await asyncio.gather(arriving, return_exceptions=True)
     return 0

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable
 
 import asyncpg
 import pydantic
@@ -26,7 +25,7 @@ from icr.cli import certificates, imports, operations, policy
 from icr.cli.common import EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, CliError, Parser, actor_of
 from icr.runtime.engine import UNREACHABLE_DATABASE, Runtime, ServerUnreachable, connected
 from icr.runtime.logs import configure_logging
-from icr.runtime.servers import Services, database_address
+from icr.runtime.servers import announce_on_stderr, database_address
 from icr.runtime.settings import ConfigurationError, Settings
 
 GROUPS = (operations, certificates, imports, policy)
@@ -65,18 +64,13 @@ def settings_or_error() -> Settings:
     return settings
 
 
-def _announce(settings: Settings) -> Callable[[Services], None]:
-    def announce(servers: Services) -> None:
-        print(servers.describe(settings.temporal_namespace), file=sys.stderr, flush=True)
-    return announce
-
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     # Each command connects only to the servers it uses (see common.database_only, setup).
     async with connected(settings, temporal=getattr(args, "uses_temporal", True),
                          database=getattr(args, "uses_database", True),
                          check_namespace=not getattr(args, "registers_namespace", False),
-                         announce=_announce(settings)) as runtime:
+                         announce=announce_on_stderr(settings.temporal_namespace)) as runtime:
         try:
             return int(await args.handler(runtime, args))
         except RPCError as err:

@@ -3,9 +3,7 @@ pieces `./run demo` uses to serve it beside the engine (the demo's pick-a-user s
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import signal
 import sys
 
 import structlog
@@ -16,7 +14,7 @@ from icr.adapters.temporal.client import CertificateClient
 from icr.portal.app import build_app
 from icr.portal.auth import DemoSignIn, OidcConfig, OidcSignIn, SignIn
 from icr.portal.sessions import MIN_SECRET_CHARS
-from icr.runtime.http import serve
+from icr.runtime.http import serve, until_stopped
 from icr.runtime.keyring import ConfigurationError
 from icr.runtime.settings import Settings
 
@@ -64,6 +62,7 @@ def demo_portal_app(settings: Settings, store: Store, certificates: CertificateC
 async def _main() -> int:
     from icr.runtime.engine import connected
     from icr.runtime.logs import configure_logging
+    from icr.runtime.servers import announce_on_stderr
 
     settings = Settings.from_env()
     configure_logging(settings.log_format, settings.log_level)
@@ -74,16 +73,11 @@ async def _main() -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        async with connected(settings, announce=lambda servers: print(
-                servers.describe(settings.temporal_namespace), file=sys.stderr, flush=True)) as rt:
+        async with connected(settings, announce=announce_on_stderr(settings.temporal_namespace)) as rt:
             runner = await serve(portal_app(settings, rt.store, rt.certificates, sign_in, secret),
                                  settings.portal_host, settings.portal_port)
             log.info("portal_running", address=public_url(settings), issuer=settings.oidc_issuer)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+            await until_stopped()
             await runner.cleanup()
     except ConfigurationError as err:  # a partial configuration, a namespace without the attributes
         print(f"error: {err}", file=sys.stderr)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -25,7 +24,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
 
-from icr.runtime.http import serve
+from icr.runtime.http import serve, until_stopped
 
 log = structlog.get_logger(__name__)
 
@@ -108,11 +107,7 @@ async def _main() -> int:
     host = os.environ.get("ICR_CODEC_HOST", "127.0.0.1")
     runner = await serve(codec_app(codec, token, origins), host, settings.codec_server_port)
     log.info("codec_server_running", address=f"http://{host}:{settings.codec_server_port}", origins=sorted(origins))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stopped()
     await runner.cleanup()
     return 0
 

@@ -1,8 +1,10 @@
-"""Serving an aiohttp application (the codec server, the provider portal), and finding a free
-port for a server the engine starts itself."""
+"""Serving an aiohttp application (the codec server, the provider portal) until the process is
+told to stop, and finding a free port for a server the engine starts itself."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import socket
 
 from aiohttp import web
@@ -26,3 +28,12 @@ def free_port(host: str, first: int, setting: str) -> int:
                 continue
             return port
     raise RuntimeError(f"no free port in {first}..{first + 99}: set {setting}")
+
+
+async def until_stopped() -> None:
+    """Return once the process is sent SIGINT (Ctrl-C) or SIGTERM (docker stop, a pod's end)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

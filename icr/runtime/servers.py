@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -59,6 +59,19 @@ class Services:
             parts.append(f"PostgreSQL {database_location(self.database_url)}"
                          + (" (embedded)" if self.database_embedded else ""))
         return "using " + ("; ".join(parts) or "no server")
+
+
+def announce_on_stderr(namespace: str) -> Callable[[Services], None]:
+    """What a process passes as `connected(announce=...)`: says once on stderr which servers it
+    uses (once: a worker waiting for an unreachable server tries again and again)."""
+    said = False
+
+    def announce(servers: Services) -> None:
+        nonlocal said
+        if not said:
+            print(servers.describe(namespace), file=sys.stderr, flush=True)
+            said = True
+    return announce
 
 
 def database_host_and_name(url: str) -> tuple[str, str]:
