@@ -1,0 +1,18 @@
+"""The settings' defaults that name places: the data directory is the project root's `.data/`
+(README), wherever the settings module sits in the tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from icr.runtime.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_default_data_directory_is_the_project_roots(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ICR_DATA_DIR", raising=False)
+    assert (ROOT / "pyproject.toml").is_file()
+    assert Settings.from_env().data_dir == ROOT / ".data"
