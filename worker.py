@@ -106,13 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrent-workflow-tasks", type=int,
                         help="workflow tasks at once (env ICR_MAX_CONCURRENT_WORKFLOW_TASKS)")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    if args.max_concurrent_activities:
-        settings.max_concurrent_activities = args.max_concurrent_activities
-    if args.max_concurrent_workflow_tasks:
-        settings.max_concurrent_workflow_tasks = args.max_concurrent_workflow_tasks
-    configure_logging(settings.log_format, settings.log_level)
     try:
+        settings = Settings.from_env()
+        if args.max_concurrent_activities:
+            settings.max_concurrent_activities = args.max_concurrent_activities
+        if args.max_concurrent_workflow_tasks:
+            settings.max_concurrent_workflow_tasks = args.max_concurrent_workflow_tasks
+        configure_logging(settings.log_format, settings.log_level)
         return asyncio.run(run(settings))
     except ConfigurationError as err:
         print(f"error: {err}", file=sys.stderr)

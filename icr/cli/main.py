@@ -17,8 +17,6 @@ import os
 import sys
 
 import asyncpg
-import pydantic
-from pydantic import SecretStr
 from temporalio.service import RPCError, RPCStatusCode
 
 from icr.cli import certificates, imports, operations, policy
@@ -43,26 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_or_error() -> Settings:
-    """The settings from the environment; a bad one is a usage error naming its variable (and
-    its value, unless it is a secret)."""
-    try:
-        settings = Settings.from_env()
-    except pydantic.ValidationError as err:
-        secret = {str(f.validation_alias) for f in Settings.model_fields.values()
-                  if SecretStr in getattr(f.annotation, "__args__", (f.annotation,))}
-        problems = []
-        for e in err.errors():
-            variable = str(e["loc"][0]) if e["loc"] else "a setting"
-            shown = "" if variable in secret else f"={e.get('input')!r}"
-            problems.append(f"{variable}{shown}: {e['msg']}")
-        raise CliError(f"bad setting: {'; '.join(problems)}", EXIT_USAGE) from None
+    """The settings from the environment (a bad one is a ConfigurationError naming its
+    variable: exit 2), and the TLS files they name, which must exist."""
+    settings = Settings.from_env()
     for variable, path in [("TEMPORAL_TLS_CA_CERT", settings.temporal_tls_ca_cert),
                            ("TEMPORAL_TLS_CLIENT_CERT", settings.temporal_tls_client_cert),
                            ("TEMPORAL_TLS_CLIENT_KEY", settings.temporal_tls_client_key)]:
         if path is not None and not path.is_file():
             raise CliError(f"bad setting: {variable}={str(path)!r}: no such file", EXIT_USAGE)
     return settings
-
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TASK_QUEUE = "inactive-case-review"
@@ -125,5 +125,17 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_env(cls) -> Settings:
-        """From the process environment (variables named as in docs/deployment.md and docs/operations.md)."""
-        return cls()
+        """From the process environment (variables named as in docs/deployment.md and
+        docs/operations.md). A bad value is a ConfigurationError naming its variable (and the
+        value, unless it is a secret), for every process alike."""
+        try:
+            return cls()
+        except ValidationError as err:
+            secret = {str(f.validation_alias) for f in cls.model_fields.values()
+                      if SecretStr in getattr(f.annotation, "__args__", (f.annotation,))}
+            problems = []
+            for e in err.errors():
+                variable = str(e["loc"][0]) if e["loc"] else "a setting"
+                shown = "" if variable in secret else f"={e.get('input')!r}"
+                problems.append(f"{variable}{shown}: {e['msg']}")
+            raise ConfigurationError(f"bad setting: {'; '.join(problems)}") from None

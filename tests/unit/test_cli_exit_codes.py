@@ -118,3 +118,14 @@ def test_the_actor_is_the_option_else_icr_actor() -> None:
     assert actor_of("ops.alice", {"ICR_ACTOR": "ops.bob"}) == "ops.alice"
     assert actor_of(None, {"ICR_ACTOR": " ops.bob "}) == "ops.bob"
     assert actor_of(" ops.alice ", {}) == "ops.alice"
+
+
+def test_the_worker_refuses_a_bad_setting_the_same_way(env: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import worker
+
+    env.setenv("ICR_DB_POOL_SIZE", "abc")
+    code = worker.main([])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: bad setting: ICR_DB_POOL_SIZE='abc'") and "integer" in err, err
