@@ -224,6 +224,9 @@ async def write_runs(engine: Engine, handle: WorkflowHandle, name: str, prefix: 
         history = await engine.client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
         runs.insert(0, history)
         run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id or None
+    # A branch that now takes fewer runs leaves none of its old ones behind.
+    for stale in [HERE / f"{prefix}{name}.json", *HERE.glob(f"{prefix}{name}.run*.json")]:
+        stale.unlink(missing_ok=True)
     written = []
     for n, run in enumerate(runs, start=1):
         path = HERE / (f"{prefix}{name}.json" if len(runs) == 1 else f"{prefix}{name}.run{n}.json")
