@@ -719,13 +719,13 @@ def protocol_text(p: dict[str, Any] | None) -> str:
         return "not measured"
     if not p["items"]:
         return f"no item in the {p['sample']} sampled"
-    runs = f", {p['continued_as_new']} continued as new" if p["continued_as_new"] else ""
-    return (f"{p['workflow_tasks']:g} workflow tasks ({p['workflow_tasks_failed']:g} failed, "
-            f"{p['workflow_tasks_timed_out']:g} timed out), {p['activity_tasks']:g} activity tasks, "
-            f"{p['local_activities']:g} local activities, timers {p['timers_started']:g} started "
-            f"{p['timers_fired']:g} fired {p['timers_cancelled']:g} cancelled, {p['signals']:g} signals, "
-            f"{p['updates']:g} updates, {p['history_events']:g} history events, {p['history_bytes']:g} bytes "
-            f"({p['items']} items in {p['sample']} sampled{runs})")
+    runs = f", {p['continued_as_new']} of them continued as new" if p["continued_as_new"] else ""
+    return (f"workflow tasks {p['workflow_tasks']:g} (failed {p['workflow_tasks_failed']:g}, timed out "
+            f"{p['workflow_tasks_timed_out']:g}), activity tasks {p['activity_tasks']:g}, local activities "
+            f"{p['local_activities']:g}, timers started {p['timers_started']:g} fired {p['timers_fired']:g} "
+            f"cancelled {p['timers_cancelled']:g}, signals {p['signals']:g}, updates {p['updates']:g}, history "
+            f"{p['history_events']:g} events {p['history_bytes']:,.0f} bytes ({p['items']} items over "
+            f"{p['sample']} workflows{runs})")
 
 
 def print_table(r: dict[str, Any]) -> None:

@@ -52,12 +52,13 @@ def onboarding() -> list[HistoryEvent]:
 
 def one_event() -> list[HistoryEvent]:
     """A signal whose first task failed and second timed out before the third completed; the
-    timer restarted; an update accepted and completed; a second timer ran out."""
+    timer restarted; two updates accepted, one of them completed so far; a second timer ran out."""
     return [signal("record_activity", b"{}"), *workflow_task(T.EVENT_TYPE_WORKFLOW_TASK_FAILED),
             *workflow_task(T.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT), *workflow_task(),
             event(T.EVENT_TYPE_TIMER_CANCELED), event(T.EVENT_TYPE_TIMER_STARTED),
             event(T.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED),
             event(T.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED),
+            event(T.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED),
             event(T.EVENT_TYPE_TIMER_FIRED), *workflow_task()]
 
 
@@ -72,8 +73,8 @@ def test_failed_and_timed_out_tasks_are_counted_apart_from_completed_ones() -> N
     history = one_event()
     assert count(history) == Protocol(
         workflow_tasks=2, workflow_tasks_failed=1, workflow_tasks_timed_out=1,
-        timers_started=1, timers_fired=1, timers_cancelled=1, signals=1, updates=1,
-        history_events=18, history_bytes=sum(e.ByteSize() for e in history))
+        timers_started=1, timers_fired=1, timers_cancelled=1, signals=1, updates=2,
+        history_events=19, history_bytes=sum(e.ByteSize() for e in history))
 
 
 def test_history_bytes_are_the_serialized_events() -> None:
@@ -106,7 +107,7 @@ def test_per_item_divides_the_sample_by_the_items_it_served() -> None:
     assert got["workflow_tasks"] == 1.0  # (2 + 2) / 4
     assert got["local_activities"] == 0.5
     assert got["workflow_tasks_failed"] == 0.25
-    assert got["history_events"] == 8.25  # (15 + 18) / 4
+    assert got["history_events"] == 8.5  # (15 + 19) / 4
     assert got["history_bytes"] == round((a.history_bytes + b.history_bytes) / 4, 2)
     with pytest.raises(ValueError, match="at least one item"):
         per_item([a], 0)
