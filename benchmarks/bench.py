@@ -23,7 +23,6 @@ import socket
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.floor import FloorWorkflow  # noqa: E402
+from benchmarks.protocol import Protocol, continued_as, count, per_item, signals_named  # noqa: E402
 from benchmarks.sampling import WorkerSampler  # noqa: E402
 from icr.adapters.temporal.client import CertificateClient, NoWorker  # noqa: E402
 from icr.domain.models import ActivityEvent  # noqa: E402
@@ -53,6 +54,7 @@ FLOOR_QUEUE = "icr-bench-floor"
 INACTIVITY_DAYS = 608
 CLIENT_CONCURRENCY = 32
 LONG_WAVE = 500  # events sent to the long-lived certificate at once (its queue holds 1,000)
+PROTOCOL_SAMPLE = 20  # workflows per phase whose histories give the protocol per item
 
 
 @dataclass
@@ -122,6 +124,11 @@ def loadavg() -> str:
     return Path("/proc/loadavg").read_text().split(" ", 3)[0]
 
 
+def spread_sample(items: list[Any], k: int = PROTOCOL_SAMPLE) -> list[Any]:
+    """k of the items, evenly spread over them (all of them when there are no more than k)."""
+    return items if len(items) <= k else [items[i * len(items) // k] for i in range(k)]
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -147,6 +154,8 @@ class Bench:
     postgres_pid: int = 0
     floor_sets: int = 0
     floor_now: dict[str, Any] = field(default_factory=dict)
+    protocol_sample: list[str] = field(default_factory=list)  # the onboarded certificates sampled
+    protocol_marks: dict[str, int] = field(default_factory=dict)  # their history lengths after onboarding
     sample_worker: bool = False
 
     # --- processes ---------------------------------------------------------------------
@@ -251,6 +260,8 @@ class Bench:
         start_rate = n / (t1 - t0)
         start_cpu = (cpu_seconds(self.floor_pid) - cpu0) / n
         start_srv = (cpu_seconds(self.temporal_pid) - srv0) / n
+        sample = spread_sample([f"{firm}-{i}" for i in range(n)])
+        per_start, marks = await self.protocol(self.floor_client, sample)
 
         cpu0, srv0 = cpu_seconds(self.floor_pid), cpu_seconds(self.temporal_pid)
 
@@ -261,13 +272,17 @@ class Bench:
         t1 = await self.until_count(f"WorkflowType = 'FloorWorkflow' AND ProviderFirmId = '{firm}' "
                                     "AND PolicyVersion = 2", n, 600)
         signal_rate = n / (t1 - t0)
+        signal_cpu = (cpu_seconds(self.floor_pid) - cpu0) / n
+        signal_srv = (cpu_seconds(self.temporal_pid) - srv0) / n
+        per_signal, _ = await self.protocol(self.floor_client, sample, since=marks, per_signal="ping")
         floors = self.results.setdefault("floors", {})
         floors[tag] = {
             "workflows": n, "start_per_s": round(start_rate, 1), "signal_per_s": round(signal_rate, 1),
             "floor_worker_cpu_ms_per_start": round(start_cpu * 1000, 2),
-            "floor_worker_cpu_ms_per_signal": round((cpu_seconds(self.floor_pid) - cpu0) / n * 1000, 2),
+            "floor_worker_cpu_ms_per_signal": round(signal_cpu * 1000, 2),
             "server_cpu_ms_per_start": round(start_srv * 1000, 2),
-            "server_cpu_ms_per_signal": round((cpu_seconds(self.temporal_pid) - srv0) / n * 1000, 2),
+            "server_cpu_ms_per_signal": round(signal_srv * 1000, 2),
+            "protocol_per_start": per_start, "protocol_per_signal": per_signal,
             "loadavg_after": loadavg()}
         await self.say(f"floor before {tag}: signal-with-start {start_rate:.1f}/s, signal {signal_rate:.1f}/s "
                        f"({n} workflows)")
@@ -317,20 +332,56 @@ class Bench:
             "postgres_cpu_ms_per_certificate": round(pg_cpu / n * 1000, 2),
             "loadavg_after": loadavg()}
         await self.say(f"onboarding: {rate:.1f}/s vs floor {floor}/s = {rate / floor:.2f} (target 0.9)")
-        self.results["profile_onboarding"] = await self.profile(case_reference(0, 1))
+        # Read once the rates and CPU are measured: reading histories loads the server too.
+        self.protocol_sample = spread_sample([f"certificate-{case_reference(i, 1)}" for i in range(n)])
+        figures, self.protocol_marks = await self.protocol(self.client, self.protocol_sample)
+        self.results["onboarding"]["protocol_per_certificate"] = figures
+        await self.say(f"onboarding: protocol per certificate {protocol_text(figures)}")
 
-    async def profile(self, ref: str) -> dict[str, Any]:
-        """One certificate's history: workflow tasks, local activities, payload bytes."""
-        assert self.client is not None
-        handle = self.client.get_workflow_handle(f"certificate-{ref}")
-        history = await handle.fetch_history()
-        kinds = Counter(e.WhichOneof("attributes") for e in history.events)
-        return {"events": len(history.events),
-                "workflow_tasks": kinds.get("workflow_task_completed_event_attributes", 0),
-                "local_activities": kinds.get("marker_recorded_event_attributes", 0),
-                "search_attribute_upserts": kinds.get("upsert_workflow_search_attributes_event_attributes", 0),
-                "signals": kinds.get("workflow_execution_signaled_event_attributes", 0),
-                "history_bytes": sum(e.ByteSize() for e in history.events)}
+    async def settled_history(self, client: Client, workflow_id: str) -> tuple[list[HistoryEvent], int]:
+        """Once the workflow waits (no workflow task or activity pending): every event of its
+        history from its first run on, following continue-as-new, and how many runs that was."""
+        handle = client.get_workflow_handle(workflow_id)
+        deadline = time.monotonic() + 120
+        while True:
+            raw = (await handle.describe()).raw_description
+            if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{workflow_id} still had work pending after 120 s: {raw}")
+            await asyncio.sleep(0.2)
+        info = raw.workflow_execution_info
+        run_id: str | None = info.first_run_id or info.execution.run_id
+        events: list[HistoryEvent] = []
+        runs = 0
+        while run_id:
+            history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+            events.extend(history.events)
+            runs += 1
+            run_id = continued_as(history.events)
+        return events, runs
+
+    async def protocol(self, client: Client | None, workflow_ids: list[str], since: dict[str, int] | None = None,
+                       per_signal: str | None = None) -> tuple[dict[str, Any], dict[str, int]]:
+        """The protocol per item over a sample of workflows, read from their histories once each
+        waits: per workflow, over its whole history (`since` None), or per signal named
+        `per_signal`, over the events after `since` (each workflow's event count then, over all
+        its runs). Returns the figures and each workflow's event count now."""
+        assert client is not None
+        protocols: list[Protocol] = []
+        items = continued = 0
+        lengths: dict[str, int] = {}
+        for workflow_id in workflow_ids:
+            events, runs = await self.settled_history(client, workflow_id)
+            part = events[since[workflow_id]:] if since is not None else events
+            protocols.append(count(part))
+            items += signals_named(part, per_signal) if per_signal is not None else 1
+            continued += runs > 1
+            lengths[workflow_id] = len(events)
+        figures: dict[str, Any] = {"sample": len(workflow_ids), "items": items, "continued_as_new": continued}
+        if items:
+            figures.update(per_item(protocols, items))
+        return figures, lengths
 
     async def ingest(self) -> None:
         n = self.sizes.ingest
@@ -360,9 +411,10 @@ class Bench:
             "client_cpu_ms_per_event": round((own_cpu() - client0) / n * 1000, 2),
             "loadavg_after": loadavg()}
         await self.say(f"ingest: {rate:.1f}/s vs floor {floor}/s = {rate / floor:.2f} (target 0.9)")
-        profile = await self.profile(case_reference(0, 1))
-        before = self.results["profile_onboarding"]
-        self.results["profile_one_event"] = {k: profile[k] - before[k] for k in profile}
+        figures, self.protocol_marks = await self.protocol(self.client, self.protocol_sample, since=self.protocol_marks,
+                                                           per_signal="record_activity")
+        self.results["ingest"]["protocol_per_event"] = figures
+        await self.say(f"ingest: protocol per event {protocol_text(figures)}")
 
     async def long_lived(self) -> None:
         n = self.sizes.long_events
@@ -661,22 +713,45 @@ async def run(args: argparse.Namespace) -> Path:
     return out
 
 
+def protocol_text(p: dict[str, Any] | None) -> str:
+    """The protocol per item (benchmarks/protocol.py) on one line."""
+    if not p:
+        return "not measured"
+    if not p["items"]:
+        return f"no item in the {p['sample']} sampled"
+    runs = f", {p['continued_as_new']} of them continued as new" if p["continued_as_new"] else ""
+    return (f"workflow tasks {p['workflow_tasks']:g} (failed {p['workflow_tasks_failed']:g}, timed out "
+            f"{p['workflow_tasks_timed_out']:g}), activity tasks {p['activity_tasks']:g}, local activities "
+            f"{p['local_activities']:g}, timers started {p['timers_started']:g} fired {p['timers_fired']:g} "
+            f"cancelled {p['timers_cancelled']:g}, signals {p['signals']:g}, updates {p['updates']:g}, history "
+            f"{p['history_events']:g} events {p['history_bytes']:,.0f} bytes ({p['items']} items over "
+            f"{p['sample']} workflows{runs})")
+
+
 def print_table(r: dict[str, Any]) -> None:
     def line(name: str, value: Any, target: str, ok: bool | None) -> None:
         mark = "" if ok is None else ("  ok" if ok else "  MISS")
         print(f"  {name:<44} {value!s:<28} {target}{mark}")
+
+    def protocol_line(name: str, p: dict[str, Any] | None) -> None:
+        print(f"    {name:<42} {protocol_text(p)}")
+    floors = r.get("floors", {})
     print("\nfigure                                         measured                     target / floor")
-    for tag, f in r.get("floors", {}).items():
+    for tag, f in floors.items():
         line(f"floor before {tag}: signal-with-start", f"{f['start_per_s']}/s", "(floor, until visible)", None)
         line(f"floor before {tag}: signal to a running one", f"{f['signal_per_s']}/s", "(floor, until visible)", None)
     if "onboarding" in r:
         o = r["onboarding"]
         line("onboarding (starter.py import certificates)", f"{o['per_s']}/s = {o['ratio']} x floor",
              ">= 0.9 x start floor", o["ratio"] >= 0.9)
+        protocol_line("protocol per certificate", o.get("protocol_per_certificate"))
+        protocol_line("the floor's per start", floors.get("onboarding", {}).get("protocol_per_start"))
     if "ingest" in r:
         i = r["ingest"]
         line("ingest (events into running certificates)", f"{i['per_s']}/s = {i['ratio']} x floor",
              ">= 0.9 x signal floor", i["ratio"] >= 0.9)
+        protocol_line("protocol per event", i.get("protocol_per_event"))
+        protocol_line("the floor's per signal", floors.get("ingest", {}).get("protocol_per_signal"))
     if "burst" in r:
         b = r["burst"]
         line(f"burst of {b['certificates']} due in {b['window_s']} s: drain", f"{b['drain_per_s']}/s = {b['ratio']} x floor",
@@ -699,9 +774,6 @@ def print_table(r: dict[str, Any]) -> None:
         fl = r["flood"]
         line(f"flood: {fl['events']} events at once", f"{fl['ledger_rows']} applied, {fl['dropped_audited']} dropped",
              "every one applied or audited", fl["all_accounted_for"])
-    for name in ("profile_onboarding", "profile_one_event"):
-        if name in r:
-            print(f"  {name}: {r[name]}")
     for phase, samples in r.get("worker_samples", {}).items():
         print(f"  worker's Python time in {phase} ({samples['busy_samples']} samples at {samples['rate_per_s']}/s):")
         for part, share in samples["share_pct"].items():
