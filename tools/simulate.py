@@ -401,7 +401,9 @@ class Simulation:
         after = await self.status(ref)
         drop = set() if history else {"history"}
         if after is None or after.model_dump(exclude=drop) != before.model_dump(exclude=drop):
-            self.report.fail(ref, f"the refused {what} ({err.code}) changed the certificate")
+            was, now = before.model_dump(exclude=drop), after.model_dump(exclude=drop) if after else {}
+            changed = {k: (was.get(k), now.get(k)) for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)}
+            self.report.fail(ref, f"the refused {what} ({err.code}) changed the certificate: {changed}"[:2000])
 
     async def do_portal(self, a: Act) -> None:
         """Providers open the portal now and then (it reads the database) and answer some
@@ -663,8 +665,13 @@ async def invariants(sim: Simulation, ref: str, status: CertificateStatus, now: 
         notification = by_id.get(review.notification_id or "")
         since = (notification.responded_at if notification is not None and notification.responded_at
                  else rules.start_of_day_uk(sim.exercises[ref]) if ref in sim.exercises else review.raised_at)
-        if any(r.kind == "bill" and r.occurred_at > since for r in ledger):
-            found.append(f"follow-up {task.task_id} raised though a bill came after the response of {since}")
+        # A bill counts only if the engine had it when the follow-up was raised: one that
+        # arrives later (even dated earlier) cannot have prevented it.
+        bills = [r for r in ledger if r.kind == "bill" and r.occurred_at > since and r.received_at <= task.raised_at]
+        if bills:
+            found.append(f"follow-up {task.task_id} raised at {task.raised_at} though bill {bills[0].event_id} "
+                         f"(dated {bills[0].occurred_at}, received {bills[0].received_at}) came after the "
+                         f"response of {since}")
         if task.raised_at < financial_year_end(since):
             found.append(f"follow-up {task.task_id} raised at {task.raised_at}, before the year end after {since}")
     return found

@@ -12,8 +12,7 @@ import structlog
 from temporalio.client import Client, TLSConfig
 from temporalio.runtime import PrometheusConfig, TelemetryConfig
 from temporalio.runtime import Runtime as TemporalRuntime
-from temporalio.worker import Interceptor, Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import Interceptor, Worker, WorkflowRunner
 
 from activities.certificate_activities import CertificateActivities
 from activities.mail_activities import MailActivities
@@ -24,6 +23,7 @@ from icr.adapters.mail.mailer import Mailer
 from icr.adapters.temporal.client import CertificateClient
 from icr.adapters.temporal.codec import EncryptionCodec, data_converter, worker_data_converter
 from icr.adapters.temporal.metrics import EngineMetrics
+from icr.adapters.temporal.sandbox import engine_workflow_runner
 from icr.runtime.http import free_port
 from icr.runtime.keyring import payload_keys
 from icr.runtime.mail import mail_config
@@ -133,18 +133,14 @@ def build_worker(client: Client, store: Store, settings: Settings, mailer: Maile
         max_concurrent_workflow_task_polls=settings.workflow_task_pollers,
         max_concurrent_activity_task_polls=settings.activity_task_pollers,
         graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
-        # The sandbox would import the workflow modules afresh for every workflow it creates,
-        # and with no sticky cache that is every workflow task: about half the worker's CPU
-        # per onboarding (measured). Passed through like `icr.domain.rules`: their module state is
-        # constants only, and determinism rests on the rules taking `now` as an argument and
-        # on the replay tests of recorded histories.
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(cache_contexts=settings.sandbox_context_cache),
     )
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox the engine's workflows run in, on a worker and in a replayer."""
-    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
+def workflow_runner(cache_contexts: bool = True) -> WorkflowRunner:
+    """The sandbox the engine's workflows run in, on a worker and in a replayer (see
+    icr/adapters/temporal/sandbox.py)."""
+    return engine_workflow_runner(cache_contexts)
 
 
 @dataclass

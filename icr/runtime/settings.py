@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     # chaos runs with a cache leave histories that no longer replayed). 500 keeps a worker
     # well under 300 MB; 0 turns the cache off (every task replays the run's history).
     max_cached_workflows: int = Field(default=500, validation_alias="ICR_MAX_CACHED_WORKFLOWS")
+    # Ask each workflow's sandbox a payload's serialization context once per command between
+    # activations (icr/adapters/temporal/sandbox.py). It leans on how the SDK asks; false asks
+    # the sandbox every time, as the SDK does alone (a kill switch, and the benchmark's "before").
+    sandbox_context_cache: bool = Field(default=True, validation_alias="ICR_SANDBOX_CONTEXT_CACHE")
     # The provider portal (`python -m icr.portal`; `./run demo` serves one too). Its public
     # address (the OpenID Connect redirect goes back to it; https makes its cookie Secure).
     portal_host: str = Field(default="127.0.0.1", validation_alias="ICR_PORTAL_HOST")
