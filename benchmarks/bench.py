@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import socket
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.floor import FloorWorkflow  # noqa: E402
 from benchmarks.protocol import Protocol, continued_as, count, per_item, signals_named  # noqa: E402
 from benchmarks.sampling import WorkerSampler  # noqa: E402
+from benchmarks.variant import parse_variant, variant_lines  # noqa: E402
 from icr.adapters.temporal.client import CertificateClient, NoWorker  # noqa: E402
 from icr.domain.models import ActivityEvent  # noqa: E402
 from icr.runtime.engine import connect_temporal  # noqa: E402
@@ -55,6 +57,10 @@ INACTIVITY_DAYS = 608
 CLIENT_CONCURRENCY = 32
 LONG_WAVE = 500  # events sent to the long-lived certificate at once (its queue holds 1,000)
 PROTOCOL_SAMPLE = 20  # workflows per phase whose histories give the protocol per item
+# Each generated set's case-reference prefix (synthetic.case_reference), so that no two collide:
+# 0 flood, 1 onboarding, 2 burst, 3 spread, 4 and 6 memory fill, 5 long lived, 8 its short
+# neighbour, 7 the --variant's onboarding, 9 the defaults' again after it.
+ONBOARD_PREFIX, VARIANT_PREFIX, AGAIN_PREFIX = 1, 7, 9
 
 
 @dataclass
@@ -124,9 +130,20 @@ def loadavg() -> str:
     return Path("/proc/loadavg").read_text().split(" ", 3)[0]
 
 
+def in_set(prefix: int) -> str:
+    """A visibility query's condition for the certificates of one generated set."""
+    return f"CaseReference >= '{case_reference(0, prefix)}' AND CaseReference <= '{case_reference(9_999_999, prefix)}'"
+
+
 def spread_sample(items: list[Any], k: int = PROTOCOL_SAMPLE) -> list[Any]:
     """k of the items, evenly spread over them (all of them when there are no more than k)."""
     return items if len(items) <= k else [items[i * len(items) // k] for i in range(k)]
+
+
+def phase_name(phase: str, tag: str) -> str:
+    """A phase's name in the output and the results: `onboarding`, or `onboarding (variant)`
+    for a --variant pass."""
+    return f"{phase} ({tag})" if tag else phase
 
 
 def pct(values: list[float], p: float) -> float:
@@ -148,6 +165,7 @@ class Bench:
     results: dict[str, Any] = field(default_factory=dict)
     floor_client: Client | None = None
     client: Client | None = None
+    worker: asyncio.subprocess.Process | None = None
     worker_pid: int = 0
     floor_pid: int = 0
     temporal_pid: int = 0
@@ -160,9 +178,13 @@ class Bench:
 
     # --- processes ---------------------------------------------------------------------
 
-    async def spawn(self, name: str, *args: str, wait_for: str) -> asyncio.subprocess.Process:
+    async def spawn(self, name: str, *args: str, wait_for: str,
+                    overrides: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+        """Starts a process with the engine's environment (`overrides` on top), its output in
+        DATA/NAME.log; returns once that log shows `wait_for` (logged at info)."""
         log = open(self.data / f"{name}.log", "wb")
-        proc = await asyncio.create_subprocess_exec(sys.executable, *args, cwd=ROOT, env=self.env,
+        env = {**self.env, "ICR_LOG_LEVEL": "info", **(overrides or {})}
+        proc = await asyncio.create_subprocess_exec(sys.executable, *args, cwd=ROOT, env=env,
                                                     stdout=log, stderr=asyncio.subprocess.STDOUT,
                                                     stdin=asyncio.subprocess.DEVNULL)
         log.close()
@@ -174,13 +196,32 @@ class Bench:
             await asyncio.sleep(0.1)
         return proc
 
+    async def start_worker(self, name: str, overrides: dict[str, str] | None = None) -> None:
+        """Stops the engine's worker, if one runs, and starts `worker.py` on the same servers
+        with these environment overrides, its output in DATA/NAME.log."""
+        env = dict(overrides or {})
+        restarting = self.worker is not None
+        if self.worker is not None:
+            self.worker.terminate()  # stops polling, lets running steps finish (ICR_SHUTDOWN_GRACE_SECONDS)
+            try:
+                await asyncio.wait_for(self.worker.wait(), 60)
+            except TimeoutError:
+                self.worker.kill()
+                await self.worker.wait()
+            env["ICR_METRICS_PORT"] = str(free_port())  # the last worker's may not be free yet
+        self.worker = await self.spawn(name, "worker.py", wait_for="worker_running", overrides=env)
+        self.worker_pid = self.worker.pid
+        if restarting:
+            await self.say(f"worker restarted (pid {self.worker_pid}) with {overrides or 'the defaults'}")
+
     @contextlib.asynccontextmanager
     async def sampled(self, phase: str) -> AsyncIterator[None]:
         """With --sample-worker: where the worker's Python time went while the block ran."""
         if not self.sample_worker:
             yield
             return
-        sampler = WorkerSampler(self.worker_pid, self.data / f"worker-{phase}.folded")
+        stem = re.sub(r"\W+", "-", phase).strip("-")  # "onboarding (variant)": onboarding-variant
+        sampler = WorkerSampler(self.worker_pid, self.data / f"worker-{stem}.folded")
         await sampler.start()
         try:
             yield
@@ -296,33 +337,42 @@ class Bench:
         seconds = await self.starter("import", "certificates", str(made.certificates), "--no-progress")
         return seconds, made.certificates
 
-    async def visible_certificates(self, prefix: int, n: int) -> str:
-        return f"WorkflowType = 'CertificateWorkflow' AND IcrStage IS NOT NULL AND CaseReference >= '3000{prefix}' " \
-               f"AND CaseReference < '3000{prefix + 1}'"
+    async def engine_pass(self, prefix: int, ingest: bool, tag: str = "") -> dict[str, Any]:
+        """Onboarding of a new set of certificates (case references starting 3000`prefix`), then,
+        when `ingest`, events into them, each after its floor; the figures of both."""
+        self.floor_now = await self.floors(phase_name("onboarding", tag))
+        figures = {"onboarding": await self.onboarding(prefix, tag)}
+        if ingest:
+            self.floor_now = await self.floors(phase_name("ingest", tag))
+            figures["ingest"] = await self.ingest(prefix, tag)
+        return figures
 
-    async def onboarding(self) -> None:
+    async def onboarding(self, prefix: int, tag: str = "") -> dict[str, Any]:
         n = self.sizes.onboard
+        name = phase_name("onboarding", tag)
         # The importer's fixed cost (process start, connections) is timed on an empty file and
         # shown apart: it does not grow with the file.
         empty = self.data / "empty.csv"
         empty.write_text("case_reference,provider_firm_id,office_code,provider_contact_login,granted_on,"
                          "poa_paid,poa_recouped\n")
         fixed = await self.starter("import", "certificates", str(empty), "--no-progress")
-        made = generate_registry(self.data / "onboard", n, seed=2, prefix=1, inactivity_days=INACTIVITY_DAYS)
+        made = generate_registry(self.data / f"onboard-{prefix}", n, seed=prefix + 1, prefix=prefix,
+                                 inactivity_days=INACTIVITY_DAYS)
         await self.starter("import", "users", str(made.users))
         cpu0, srv0, pg0 = cpu_seconds(self.worker_pid), cpu_seconds(self.temporal_pid), self.postgres_cpu()
         children0 = children_cpu()
-        async with self.sampled("onboarding"):
+        async with self.sampled(name):
             t0 = time.monotonic()
             task = asyncio.create_task(self.starter("import", "certificates", str(made.certificates),
                                                     "--no-progress"))
-            t1 = await self.until_count(await self.visible_certificates(1, n), n, 3600)
+            t1 = await self.until_count(f"WorkflowType = 'CertificateWorkflow' AND IcrStage IS NOT NULL AND "
+                                        f"{in_set(prefix)}", n, 3600)
             await task
         importer_cpu = children_cpu() - children0
         pg_cpu = self.postgres_cpu() - pg0
         rate = n / max(t1 - t0 - fixed, 1e-9)
         floor = self.floor_now["start_per_s"]
-        self.results["onboarding"] = {
+        figures: dict[str, Any] = {
             "certificates": n, "seconds": round(t1 - t0, 1), "importer_fixed_seconds": round(fixed, 1),
             "per_s": round(rate, 1), "per_s_with_fixed": round(n / (t1 - t0), 1),
             "floor_per_s": floor, "ratio": round(rate / floor, 2), "target_ratio": 0.9,
@@ -331,12 +381,13 @@ class Bench:
             "importer_cpu_ms_per_certificate": round(importer_cpu / n * 1000, 2),
             "postgres_cpu_ms_per_certificate": round(pg_cpu / n * 1000, 2),
             "loadavg_after": loadavg()}
-        await self.say(f"onboarding: {rate:.1f}/s vs floor {floor}/s = {rate / floor:.2f} (target 0.9)")
+        await self.say(f"{name}: {rate:.1f}/s vs floor {floor}/s = {rate / floor:.2f} (target 0.9)")
         # Read once the rates and CPU are measured: reading histories loads the server too.
-        self.protocol_sample = spread_sample([f"certificate-{case_reference(i, 1)}" for i in range(n)])
-        figures, self.protocol_marks = await self.protocol(self.client, self.protocol_sample)
-        self.results["onboarding"]["protocol_per_certificate"] = figures
-        await self.say(f"onboarding: protocol per certificate {protocol_text(figures)}")
+        self.protocol_sample = spread_sample([f"certificate-{case_reference(i, prefix)}" for i in range(n)])
+        protocol, self.protocol_marks = await self.protocol(self.client, self.protocol_sample)
+        figures["protocol_per_certificate"] = protocol
+        await self.say(f"{name}: protocol per certificate {protocol_text(protocol)}")
+        return figures
 
     async def settled_history(self, client: Client, workflow_id: str) -> tuple[list[HistoryEvent], int]:
         """Once the workflow waits (no workflow task or activity pending): every event of its
@@ -383,8 +434,10 @@ class Bench:
             figures.update(per_item(protocols, items))
         return figures, lengths
 
-    async def ingest(self) -> None:
+    async def ingest(self, prefix: int, tag: str = "") -> dict[str, Any]:
+        """Events into the certificates `onboarding(prefix)` onboarded, its sample's protocol after."""
         n = self.sizes.ingest
+        name = phase_name("ingest", tag)
         assert self.client is not None
         certificates = CertificateClient(self.client, self.settings.task_queue)
         at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
@@ -393,16 +446,16 @@ class Bench:
         client0 = own_cpu()
 
         async def send(i: int) -> None:
-            await certificates.record_activity(case_reference(i % self.sizes.onboard, 1), ActivityEvent(
+            await certificates.record_activity(case_reference(i % self.sizes.onboard, prefix), ActivityEvent(
                 event_id=f"bench-ingest-{i}", kind="amendment", occurred_at=at))
-        async with self.sampled("ingest"):
+        async with self.sampled(name):
             t0 = time.monotonic()
             await self.bounded(list(range(n)), send)
-            t1 = await self.until_count(f"WorkflowType = 'CertificateWorkflow' AND "
+            t1 = await self.until_count(f"WorkflowType = 'CertificateWorkflow' AND {in_set(prefix)} AND "
                                         f"InactivityDeadline >= '{threshold}'", min(n, self.sizes.onboard), 3600)
         rate = n / (t1 - t0)
         floor = self.floor_now["signal_per_s"]
-        self.results["ingest"] = {
+        figures: dict[str, Any] = {
             "events": n, "seconds": round(t1 - t0, 1), "per_s": round(rate, 1), "floor_per_s": floor,
             "ratio": round(rate / floor, 2), "target_ratio": 0.9,
             "worker_cpu_ms_per_event": round((cpu_seconds(self.worker_pid) - cpu0) / n * 1000, 2),
@@ -410,11 +463,12 @@ class Bench:
             "postgres_cpu_ms_per_event": round((self.postgres_cpu() - pg0) / n * 1000, 2),
             "client_cpu_ms_per_event": round((own_cpu() - client0) / n * 1000, 2),
             "loadavg_after": loadavg()}
-        await self.say(f"ingest: {rate:.1f}/s vs floor {floor}/s = {rate / floor:.2f} (target 0.9)")
-        figures, self.protocol_marks = await self.protocol(self.client, self.protocol_sample, since=self.protocol_marks,
-                                                           per_signal="record_activity")
-        self.results["ingest"]["protocol_per_event"] = figures
-        await self.say(f"ingest: protocol per event {protocol_text(figures)}")
+        await self.say(f"{name}: {rate:.1f}/s vs floor {floor}/s = {rate / floor:.2f} (target 0.9)")
+        protocol, self.protocol_marks = await self.protocol(self.client, self.protocol_sample,
+                                                            since=self.protocol_marks, per_signal="record_activity")
+        figures["protocol_per_event"] = protocol
+        await self.say(f"{name}: protocol per event {protocol_text(protocol)}")
+        return figures
 
     async def long_lived(self) -> None:
         n = self.sizes.long_events
@@ -662,14 +716,11 @@ async def run(args: argparse.Namespace) -> Path:
         bench.postgres_pid = int((data / "postgres" / "postmaster.pid").read_text().split()[0])
         bench.client = await connect_temporal(settings, svc.temporal_address)
         bench.floor_client = await Client.connect(svc.temporal_address, data_converter=pydantic_data_converter)
-        bench.env["ICR_LOG_LEVEL"] = "info"
         floor = await bench.spawn("floor-worker", "-m", "benchmarks.floor", svc.temporal_address, FLOOR_QUEUE,
                                   wait_for="floor_worker_running")
         bench.floor_pid = floor.pid
-        worker = await bench.spawn("worker", "worker.py", wait_for="worker_running")
-        bench.worker_pid = worker.pid
-        bench.env["ICR_LOG_LEVEL"] = "warning"
-        await bench.say(f"data {data}; server {svc.temporal_address}; worker pid {worker.pid}; "
+        await bench.start_worker("worker")
+        await bench.say(f"data {data}; server {svc.temporal_address}; worker pid {bench.worker_pid}; "
                         f"sizes {sizes}")
         bench.results["run"] = {"started": datetime.now(UTC).isoformat(), "mode": "full" if args.full
                                 else "quick", "sizes": sizes.__dict__, "cpus": os.cpu_count(),
@@ -677,11 +728,16 @@ async def run(args: argparse.Namespace) -> Path:
                                 "payload_encryption": True, "server": "temporal dev server, SQLite file, WAL"}
         try:
             only = set((args.only or "onboarding,ingest,long,burst,memory").split(","))
-            bench.floor_now = await bench.floors("onboarding")
-            await bench.onboarding()  # the others run on the certificates it onboards
-            if "ingest" in only:
-                bench.floor_now = await bench.floors("ingest")
-                await bench.ingest()
+            bench.results.update(await bench.engine_pass(ONBOARD_PREFIX, "ingest" in only))
+            if args.variant:
+                # The same on new certificates with the worker's overrides, then with the defaults
+                # once more: how far the defaults' own figures moved meanwhile (other load) says
+                # how much of the difference to trust. The phases after run on the defaults.
+                await bench.start_worker("worker-variant", args.variant)
+                variant = bench.results["variant"] = {"overrides": args.variant}
+                variant.update(await bench.engine_pass(VARIANT_PREFIX, "ingest" in only, "variant"))
+                await bench.start_worker("worker-default-again")
+                variant["default_again"] = await bench.engine_pass(AGAIN_PREFIX, "ingest" in only, "default again")
             if "long" in only:
                 await bench.long_lived()
             if "flood" in only:
@@ -693,7 +749,7 @@ async def run(args: argparse.Namespace) -> Path:
             await floor.wait()
             if "memory" in only:
                 await bench.memory()
-            bench.results["run"]["worker_rss_mb_end"] = round(rss_mb(worker.pid), 1)
+            bench.results["run"]["worker_rss_mb_end"] = round(rss_mb(bench.worker_pid), 1)
         finally:
             bench.results["run"]["finished"] = datetime.now(UTC).isoformat()
             bench.results["run"]["loadavg_at_end"] = loadavg()
@@ -774,10 +830,21 @@ def print_table(r: dict[str, Any]) -> None:
         fl = r["flood"]
         line(f"flood: {fl['events']} events at once", f"{fl['ledger_rows']} applied, {fl['dropped_audited']} dropped",
              "every one applied or audited", fl["all_accounted_for"])
+    if "variant" in r:
+        print("\n".join(variant_lines(r, protocol_text)))
     for phase, samples in r.get("worker_samples", {}).items():
         print(f"  worker's Python time in {phase} ({samples['busy_samples']} samples at {samples['rate_per_s']}/s):")
         for part, share in samples["share_pct"].items():
             print(f"    {share:5.1f}%  {part}")
+
+
+def variant_arg(text: str) -> dict[str, str]:
+    """--variant's argument type: the overrides, or argparse's usage error naming the item at fault."""
+    settings = {str(f.validation_alias) for f in Settings.model_fields.values() if f.validation_alias}
+    try:
+        return parse_variant(text, settings)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def main() -> None:
@@ -793,6 +860,10 @@ def main() -> None:
                         "onboarding, ingest and the burst, and print where its Python time went (slows the worker a little)")
     parser.add_argument("--cached-workflows", type=int, help="the worker's ICR_MAX_CACHED_WORKFLOWS "
                         "(default: the engine's)")
+    parser.add_argument("--variant", type=variant_arg, metavar="NAME=VALUE[,NAME=VALUE...]",
+                        help="after onboarding and ingest, run both again on new certificates with a worker "
+                        "started with these environment overrides, then with the defaults once more, and print "
+                        "them side by side, e.g. ICR_SANDBOX_CONTEXT_CACHE=false")
     parser.add_argument("--only", help="phases to run after the floors, comma-separated: "
                         "onboarding,ingest,long,burst,memory (default: all of these), "
                         "and flood (only when named)")
