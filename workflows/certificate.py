@@ -15,6 +15,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
+from temporalio.exceptions import TimeoutError as StepTimeout
 from temporalio.worker import (
     HandleSignalInput,
     Interceptor,
@@ -399,8 +400,10 @@ class CertificateWorkflow:
                 return await workflow.execute_local_activity(
                     name, arg, result_type=result_type, start_to_close_timeout=STEP_TIMEOUT,
                     retry_policy=dataclasses.replace(retry, maximum_attempts=self.local_attempts), summary=summary)
-            except (ActivityError, ApplicationError) as err:
-                if _invalid_data(err) is not None:
+            except (ActivityError, ApplicationError, StepTimeout) as err:
+                # A local step's last failure arrives as itself (ApplicationError, or a timeout
+                # when an attempt hung), not wrapped in an ActivityError.
+                if not isinstance(err, StepTimeout) and _invalid_data(err) is not None:
                     raise
                 workflow.logger.warning("local step %s failed %d times: run as a regular activity", name,
                                         self.local_attempts)
