@@ -130,6 +130,7 @@ def build_worker(client: Client, store: Store, settings: Settings, mailer: Maile
         max_concurrent_local_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         max_cached_workflows=settings.max_cached_workflows,
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_queue_timeout_seconds),
         max_concurrent_workflow_task_polls=settings.workflow_task_pollers,
         max_concurrent_activity_task_polls=settings.activity_task_pollers,
         graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
