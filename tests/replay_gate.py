@@ -8,7 +8,10 @@ runs through a workflow runner that records each command the workflow issues, an
 them with the history's ActivityTaskScheduled and TimerStarted events, matched by activity
 id and timer id (the SDK's per-run sequence numbers). A command the history does not have
 (one issued after the history ends, or started and cancelled within one task, which the
-server never sees) is left to Temporal's own check.
+server never sees) is left to Temporal's own check. A local step (a read, or the ledger's
+idempotent write) leaves only its result in the history, as a marker the replay adopts: its
+input is not recorded, so there is nothing to compare, and nothing it wrote can differ from
+what the workflow holds (workflows/certificate.py says which steps are local, and why).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
+from temporalio.exceptions import TimeoutError as StepTimeout
 from temporalio.worker import (
     HandleSignalInput,
     Interceptor,
@@ -62,20 +63,24 @@ with workflow.unsafe.imports_passed_through():
     from workflows.search_attributes import SEARCH_ATTRIBUTES
     from workflows.wake import WakeTimer
 
-# Every step is a regular activity, none local, by what each guarantees:
+# Each step is a local or a regular activity by what a second run of it would do; the choice is
+# made, with its reason, where the step is called (`local=True`).
+# - A local activity runs inside the workflow task, with no server round trip of its own. If the
+#   worker dies before that task completes, the retried task runs it again, with a new
+#   workflow.now() and perhaps newer messages, and adopts the second run's result. So only a
+#   step that reads, or writes idempotently and returns what the database holds (whichever run
+#   wrote it), is local: the workflow then adopts the database's content either way.
 # - A regular activity runs only after the workflow task that scheduled it has completed: its
-#   input (ids, dates, assignee, decision, amounts) is in the history before it writes, every
-#   retry writes that same input, its retries add nothing to the history, and the workflow's
-#   clock comes from the server alone. So the database only ever receives what the workflow
-#   adopted, and a long outage leaves the history bounded.
-# - Local activities (tried for the reads and the idempotent ledger write, 3 December 2026)
-#   saved a round trip per item, but broke the stale-clock guard (workflows/clock.py): with a
-#   cached worker stopped while deadlines passed and queries waited,
-#   tests/e2e/test_stale_clock.py left histories that no longer replay in 2 runs of 2, and
-#   none with regular steps in 2 of 2. The cause in the SDK was not found; see
-#   docs/operations.md, "Why the targets are still missed".
-# The ledger step (record_activity_events) returns the ledger's rows for every event, also
-# those an attempt whose completion was lost wrote, so none of them is lost.
+#   input (ids, dates, assignee, decision, amounts) is in the history before it writes, and
+#   every retry writes that same input. Every step whose data the database must hold exactly as
+#   the workflow adopted it (notifications, tasks, closes, recoupments, audit) is regular.
+# A local step keeps its workflow task open while it retries, adding a few history events every
+# few seconds: after LOCAL_ATTEMPTS failures (some 15 s: a database outage) it is run again as
+# a regular activity, whose retries add nothing to the history however long the outage lasts.
+# (Counted in attempts, not time: the SDK measures a local step's time by the worker's clock.)
+# The clock guard (workflows/clock.py) allows for how the SDK replays a local step; a worker
+# needs a cache of at least one certificate (ICR_MAX_CACHED_WORKFLOWS) for local steps to finish.
+LOCAL_ATTEMPTS = 5
 STEP_TIMEOUT = timedelta(seconds=30)
 # The engine's own steps retry whatever fails: their data comes from the registry, and once
 # it is put right they go through.
@@ -125,9 +130,11 @@ class UndecodableCarriedState(RuntimeError):
     listed). The workflow task fails, and is retried, until the key is listed again."""
 
 
-def _invalid_data(err: ActivityError) -> str | None:
-    """The database's refusal of a step's data, or None for any other failure."""
-    cause = err.cause
+def _invalid_data(err: ActivityError | ApplicationError) -> str | None:
+    """The database's refusal of a step's data, or None for any other failure. (A regular
+    activity's failure reaches the workflow as an ActivityError wrapping the activity's error,
+    a local activity's as that error itself.)"""
+    cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError) and cause.type == INVALID_DATA:
         return cause.message
     return None
@@ -138,6 +145,9 @@ class CertificateWorkflow:
     # Continue as new after this many history events. A class attribute, not an input: only
     # code registered on a worker (a test's subclass) can change it, never a caller.
     history_limit: int = DEFAULT_HISTORY_LIMIT
+    # How often a local step may fail before it runs as a regular activity (a test's subclass
+    # lowers it, to see an outage outlast it in real time).
+    local_attempts: int = LOCAL_ATTEMPTS
 
     @workflow.init
     def __init__(self, input: CertificateInput | None = None, *extra: Any) -> None:
@@ -267,9 +277,10 @@ class CertificateWorkflow:
     async def _handle_messages(self) -> None:
         if self._reload:
             self._reload = False
+            # Local: a read.
             snapshot = await self._step("load_certificate", LoadCertificateInput(
                 case_reference=self._state.case_reference, at=self._now()), CertificateSnapshot,
-                "read the registry")
+                "read the registry", local=True)
             await self._apply(rules.load(self._state, snapshot, self._now()))
         if self._dropped_events or self._dropped_decisions:
             dropped_events, dropped_decisions = self._dropped_events, self._dropped_decisions
@@ -311,9 +322,10 @@ class CertificateWorkflow:
         directory has; otherwise audit its refusal and return it."""
         try:
             rules.check_decision(self._state, request)
+            # Local: a read.
             found: LoadCaseworkerResult = await self._step(
                 "load_caseworker", LoadCaseworkerInput(caseworker_id=request.caseworker), LoadCaseworkerResult,
-                "check the caseworker directory")
+                "check the caseworker directory", local=True)
             decided_by = rules.authorize_decision(request, found.caseworker)
             transition = rules.apply_decision(self._state, request.model_copy(update={"caseworker": decided_by}),
                                               self._now())
@@ -334,7 +346,10 @@ class CertificateWorkflow:
         if not accepted:
             return
         step = RecordActivityEvents(case_reference=self._state.case_reference, events=accepted, received_at=now)
-        result = await self._step(step.kind, step, RecordActivityResult, rules.step_summary(step))
+        # Local: the ledger write is idempotent (keyed by event id) and returns the ledger's row
+        # for every event, also one a run whose workflow task was lost wrote with another
+        # `received_at`: the workflow adopts what the ledger holds.
+        result = await self._step(step.kind, step, RecordActivityResult, rules.step_summary(step), local=True)
         for refused in result.refused:
             await self._apply(rules.refuse_message(
                 self._state, action="activity_refused", actor="activity source", reason=refused.reason,
@@ -380,8 +395,20 @@ class CertificateWorkflow:
         return await self._step(effect.kind, effect, RESULT_TYPES.get(effect.kind), rules.step_summary(effect))
 
     async def _step(self, name: str, arg: Any, result_type: type | None, summary: str,
-                    retry: RetryPolicy = STEP_RETRY) -> Any:
+                    retry: RetryPolicy = STEP_RETRY, *, local: bool = False) -> Any:
         # The summary names the step in the Web UI's timeline; never personal data.
+        if local:
+            try:
+                return await workflow.execute_local_activity(
+                    name, arg, result_type=result_type, start_to_close_timeout=STEP_TIMEOUT,
+                    retry_policy=dataclasses.replace(retry, maximum_attempts=self.local_attempts), summary=summary)
+            except (ActivityError, ApplicationError, StepTimeout) as err:
+                # A local step's last failure arrives as itself (ApplicationError, or a timeout
+                # when an attempt hung), not wrapped in an ActivityError.
+                if not isinstance(err, StepTimeout) and _invalid_data(err) is not None:
+                    raise
+                workflow.logger.warning("local step %s failed %d times: run as a regular activity", name,
+                                        self.local_attempts)
         return await workflow.execute_activity(
             name, arg, result_type=result_type, start_to_close_timeout=STEP_TIMEOUT, retry_policy=retry,
             summary=summary)
@@ -559,8 +586,9 @@ class CertificateWorkflow:
             raise _refusal(refused) from None
 
     async def _users(self, login_ids: list[str]) -> dict[str, User]:
+        # Local: a read.
         result: LoadUsersResult = await self._step("load_users", LoadUsersInput(login_ids=login_ids),
-                                                   LoadUsersResult, "read the user directory")
+                                                   LoadUsersResult, "read the user directory", local=True)
         return {u.login_id: u for u in result.users}
 
 

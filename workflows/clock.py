@@ -39,7 +39,12 @@ class TaskClock:
             if not replaying and self._now is not None and now <= self._now:
                 raise StaleClockError(
                     f"workflow clock {now.isoformat()} at history event {history_length} is not later than "
-                    f"{self._now.isoformat()} at event {self._history_length}: a {STALE_CLOCK}; the task is "
-                    "retried from the history")
-            self._history_length, self._now = history_length, now
+                    f"{self._now.isoformat()}, read at event {self._history_length}: a {STALE_CLOCK}; the "
+                    "task is retried from the history")
+            self._history_length = history_length
+        # The latest time read, also at an unchanged history length: replaying a local activity
+        # resolved in a later task, the SDK reports that task's time with the earlier task's
+        # history length, and a stale run at the time of that later task must still be refused.
+        if self._now is None or now > self._now:
+            self._now = now
         return now

@@ -91,8 +91,11 @@ class Settings(BaseSettings):
     # cached certificate's task runs only its new events instead of replaying its history.
     # Safe since the workflow refuses a stale clock (workflows/clock.py: the race that made
     # chaos runs with a cache leave histories that no longer replayed). 500 keeps a worker
-    # well under 300 MB; 0 turns the cache off (every task replays the run's history).
-    max_cached_workflows: int = Field(default=500, validation_alias="ICR_MAX_CACHED_WORKFLOWS")
+    # well under 300 MB.
+    # At least 1: a certificate's local steps (workflows/certificate.py) run while its workflow
+    # task is open, and a worker with no cache drops the certificate after each activation,
+    # cancelling the step (the SDK then waits out the task's 10 s timeout and runs it again).
+    max_cached_workflows: int = Field(default=500, ge=1, validation_alias="ICR_MAX_CACHED_WORKFLOWS")
     # How long a certificate's workflow task waits on this worker's own (sticky) queue before
     # the server hands it to any worker. A worker killed outright delays its certificates' next
     # tasks by up to this much; a task that waits

@@ -54,3 +54,15 @@ def test_a_replay_is_never_refused_and_a_live_task_after_it_is_checked_against_i
     with pytest.raises(StaleClockError):
         clock.read(T0, 12, replaying=False)
     assert clock.read(LATER, 12, replaying=False) == LATER
+
+
+def test_a_later_time_read_at_an_unchanged_length_still_counts() -> None:
+    """Replaying a local activity resolved in a later workflow task, the SDK (temporalio 1.35)
+    reports that task's time with the earlier task's history length; a stale run at that time
+    (a new history length, not replaying) is refused (found by tests/e2e/test_stale_clock.py)."""
+    clock = TaskClock()
+    clock.read(T0, 3, replaying=True)
+    clock.read(LATER, 3, replaying=True)
+    with pytest.raises(StaleClockError, match=STALE_CLOCK):
+        clock.read(LATER, 9, replaying=False)
+    assert clock.read(LATER + timedelta(seconds=1), 9, replaying=False) == LATER + timedelta(seconds=1)

@@ -1,13 +1,20 @@
 """What a certificate asks of the server: activity keeps the timer that is running (no cancel
-and restart per event), and the certificate still falls due on its new deadline."""
+and restart per event), safe steps run as local activities, and a local step that keeps
+failing (a database outage) is handed to a regular activity, so the history stays bounded."""
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
+from icr.adapters.db.store import Store
 from icr.domain.models import ActivityEvent
-from tests.conftest import Engine
+from tests.conftest import Engine, Postgres, add_certificate, add_user, running_engine
+from tests.impatient_steps import ImpatientCertificateWorkflow
 from tests.workflow_helpers import DAY, started_certificate, status
 from workflows.certificate import CertificateWorkflow
 
@@ -20,6 +27,7 @@ async def counts(handle: WorkflowHandle) -> dict[str, object]:
         "timers_canceled": sum(e.event_type == EventType.EVENT_TYPE_TIMER_CANCELED for e in events),
         "activities": [e.activity_task_scheduled_event_attributes.activity_type.name for e in events
                        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED],
+        "markers": sum(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for e in events),
         "length": len(events),
     }
 
@@ -36,9 +44,11 @@ async def test_activity_keeps_the_running_timer_and_the_certificate_falls_due_on
     moved = await status(handle)
     assert moved.last_activity_at is not None and moved.inactivity_deadline == moved.last_activity_at + 608 * DAY
     seen = await counts(handle)
-    # One timer, for the first deadline, never cancelled; each event one ledger write.
+    # One timer, for the first deadline, never cancelled; the registry read and every ledger
+    # write ran as local activities (markers), none as a scheduled activity.
     assert (seen["timers_started"], seen["timers_canceled"]) == (1, 0), seen
-    assert seen["activities"] == ["load_certificate"] + ["record_activity_events"] * 5, seen
+    assert "record_activity_events" not in seen["activities"] and "load_certificate" not in seen["activities"]
+    assert seen["markers"] >= 6
 
     # The first timer fires at the old deadline: nothing falls due, a timer for the new one.
     await engine.env.sleep(first_deadline - await engine.now() + DAY)
@@ -50,3 +60,33 @@ async def test_activity_keeps_the_running_timer_and_the_certificate_falls_due_on
     due = await status(handle)
     assert due.open_notification is not None
     assert abs(due.open_notification.date_assigned - moved.inactivity_deadline) < DAY
+
+
+async def test_a_local_step_outlasted_by_an_outage_runs_as_a_regular_activity(
+        time_env: WorkflowEnvironment, store: Store, postgres: Postgres) -> None:
+    async with running_engine(time_env, store, certificate_workflow=ImpatientCertificateWorkflow) as engine:
+        now = await engine.now()
+        await add_user(store, "CASEWORKER1", ["case_management"])
+        await add_certificate(store, engine.ref, last_activity_at=now - 10 * DAY)
+        database = await store.pool.fetchval("SELECT current_database()")
+        admin = await asyncpg.connect(postgres.admin_url)
+        try:
+            await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = $1 AND pid <> pg_backend_pid()", database)
+            handle = await engine.start(engine.ref)
+            await asyncio.sleep(4)  # longer than the two attempts
+        finally:
+            await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+            await admin.close()
+        for _ in range(100):
+            s = await status(handle)
+            if s.registered:
+                break
+            await asyncio.sleep(0.2)
+        assert s.registered and s.inactivity_deadline == now - 10 * DAY + 608 * DAY
+        seen = await counts(handle)
+        # The read gave up as a local activity (its failure recorded) and went through as a
+        # regular one; the workflow neither failed nor retried its task.
+        assert seen["markers"] == 1 and seen["activities"] == ["load_certificate"], seen
+        assert isinstance(seen["length"], int) and seen["length"] < 40, seen
