@@ -4,16 +4,19 @@ on the time-skipping server, the `status` query, search attributes read raw, pol
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
+import asyncpg
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowHandle
 
+from icr.adapters.db.store import Store
 from icr.domain.models import CertificateStatus, RespondRequest, RespondResult
-from tests.conftest import Engine, add_certificate, add_user
+from tests.conftest import Engine, Postgres, add_certificate, add_user
 from workflows.certificate import CertificateWorkflow
 
 T = TypeVar("T")
@@ -75,3 +78,18 @@ async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool],
             return value
         assert asyncio.get_running_loop().time() < deadline, f"still {value!r}"
         await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def database_outage(postgres: Postgres, store: Store) -> AsyncIterator[None]:
+    """The test's database refuses new connections, and its open ones are cut, until the block ends."""
+    database = await store.pool.fetchval("SELECT current_database()")
+    admin = await asyncpg.connect(postgres.admin_url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = $1 AND pid <> pg_backend_pid()", database)
+        yield
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        await admin.close()

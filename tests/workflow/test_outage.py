@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
-
 from tests.conftest import Engine, Postgres, add_certificate, add_user
-from tests.workflow_helpers import DAY, status
+from tests.workflow_helpers import DAY, database_outage, status
 
 
 async def test_steps_wait_out_a_database_outage_and_write_once(engine: Engine, postgres: Postgres) -> None:
     now = await engine.now()
     await add_user(engine.store, "CASEWORKER1", ["case_management"])
     await add_certificate(engine.store, engine.ref, last_activity_at=now - 700 * DAY)
-    database = await engine.store.pool.fetchval("SELECT current_database()")
-
-    admin = await asyncpg.connect(postgres.admin_url)
-    try:
-        # The outage: no new connections, and the pool's open ones are cut.
-        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE datname = $1 AND pid <> pg_backend_pid()", database)
+    async with database_outage(postgres, engine.store):
         handle = await engine.start(engine.ref)
         # The first steps fail meanwhile and are retried. (No query here: a query waits for
         # the workflow task, which is busy retrying.)
         await asyncio.sleep(2)
-    finally:
-        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
-        await admin.close()
 
     for _ in range(100):  # the retries get through once the database is back
         s = await status(handle)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -15,7 +14,7 @@ from icr.adapters.db.store import Store
 from icr.domain.models import ActivityEvent
 from tests.conftest import Engine, Postgres, add_certificate, add_user, running_engine
 from tests.impatient_steps import ImpatientCertificateWorkflow
-from tests.workflow_helpers import DAY, started_certificate, status
+from tests.workflow_helpers import DAY, database_outage, started_certificate, status
 from workflows.certificate import CertificateWorkflow
 
 
@@ -68,17 +67,9 @@ async def test_a_local_step_outlasted_by_an_outage_runs_as_a_regular_activity(
         now = await engine.now()
         await add_user(store, "CASEWORKER1", ["case_management"])
         await add_certificate(store, engine.ref, last_activity_at=now - 10 * DAY)
-        database = await store.pool.fetchval("SELECT current_database()")
-        admin = await asyncpg.connect(postgres.admin_url)
-        try:
-            await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE datname = $1 AND pid <> pg_backend_pid()", database)
+        async with database_outage(postgres, store):
             handle = await engine.start(engine.ref)
             await asyncio.sleep(4)  # longer than the two attempts
-        finally:
-            await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
-            await admin.close()
         for _ in range(100):
             s = await status(handle)
             if s.registered:
