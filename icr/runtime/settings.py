@@ -98,14 +98,15 @@ class Settings(BaseSettings):
     max_cached_workflows: int = Field(default=500, ge=1, validation_alias="ICR_MAX_CACHED_WORKFLOWS")
     # How long a certificate's workflow task waits on this worker's own (sticky) queue before
     # the server hands it to any worker. A worker killed outright delays its certificates' next
-    # tasks by up to this much; a task that waits
-    # longer than this behind a backlog is dispatched a second time instead. The SDK's 10 s
+    # tasks by up to this much; a task that waits longer than this behind a backlog is
+    # dispatched a second time instead. The SDK's 10 s
     # timed out half the tasks of a burst of 2,000 events in the benchmark (0.5 per event),
     # 60 s none, for 9% more events per second: well inside CCMS's 15 minutes either way.
     sticky_queue_timeout_seconds: float = Field(default=60, gt=0, validation_alias="ICR_STICKY_QUEUE_TIMEOUT_SECONDS")
-    # Ask each workflow's sandbox a payload's serialization context once per command between
-    # activations (icr/adapters/temporal/sandbox.py). It leans on how the SDK asks; false asks
-    # the sandbox every time, as the SDK does alone (a kill switch, and the benchmark's "before").
+    # A payload's serialization context answered without entering the workflow's sandbox where
+    # it can only be the workflow's own, else asked once per command between activations
+    # (icr/adapters/temporal/sandbox.py). It leans on how the SDK answers; false asks the sandbox
+    # every time, as the SDK does alone (a kill switch, and the benchmark's "before").
     sandbox_context_cache: bool = Field(default=True, validation_alias="ICR_SANDBOX_CONTEXT_CACHE")
     # The provider portal (`python -m icr.portal`; `./run demo` serves one too). Its public
     # address (the OpenID Connect redirect goes back to it; https makes its cookie Secure).
