@@ -394,15 +394,41 @@ class Simulation:
         except CertificateNotFound:
             return None
 
+    async def moved_only_by_its_deadline(self, before: CertificateStatus, after: CertificateStatus,
+                                         what: str) -> bool:
+        """A message refused at one of the certificate's own moments (an answer at the exact
+        return date, which the simulation sends on purpose): the certificate then moves by
+        itself, after the refusal (a response waits for nothing else, see `respond`). That is
+        not the refused message's doing, so long as nothing it would have written appears."""
+        now = await self.now()
+        n = before.open_notification
+        moments = [before.inactivity_deadline, before.follow_up_due_at,
+                   n.return_date if n else None, n.due_date if n and not n.overdue else None]
+        if not any(m is not None and m <= now for m in moments):
+            return False
+        new = [h.what for h in after.history if h not in before.history]
+        written_by = {"respond": " answered ", "decide": " decided ", "reassign": " reassigned the provider contact"}
+        return not any(written_by.get(what, "\0") in entry for entry in new)
+
     async def refused_unchanged(self, ref: str, before: CertificateStatus, err: MessageRefused, what: str,
                                 *, history: bool = True) -> None:
         """A refused update leaves the certificate as it was (a refused decision is audited)."""
         self.report.refused[f"{what}:{err.code}"] += 1
         after = await self.status(ref)
         drop = set() if history else {"history"}
+        if after is not None and await self.moved_only_by_its_deadline(before, after, what):
+            return
         if after is None or after.model_dump(exclude=drop) != before.model_dump(exclude=drop):
             was, now = before.model_dump(exclude=drop), after.model_dump(exclude=drop) if after else {}
-            changed = {k: (was.get(k), now.get(k)) for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)}
+            changed: dict[str, object] = {}
+            for k in sorted(set(was) | set(now)):
+                a, b = was.get(k), now.get(k)
+                if a == b:
+                    continue
+                if isinstance(a, list) and isinstance(b, list):  # the history: what came and went
+                    changed[k] = {"gone": [x for x in a if x not in b], "new": [x for x in b if x not in a]}
+                else:
+                    changed[k] = (a, b)
             self.report.fail(ref, f"the refused {what} ({err.code}) changed the certificate: {changed}"[:2000])
 
     async def do_portal(self, a: Act) -> None:
