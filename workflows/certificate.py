@@ -14,7 +14,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
+from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory, FailureError
 from temporalio.exceptions import TimeoutError as StepTimeout
 from temporalio.worker import (
     HandleSignalInput,
@@ -130,7 +130,7 @@ class UndecodableCarriedState(RuntimeError):
     listed). The workflow task fails, and is retried, until the key is listed again."""
 
 
-def _invalid_data(err: ActivityError | ApplicationError) -> str | None:
+def _invalid_data(err: FailureError) -> str | None:
     """The database's refusal of a step's data, or None for any other failure. (A regular
     activity's failure reaches the workflow as an ActivityError wrapping the activity's error,
     a local activity's as that error itself.)"""
@@ -405,7 +405,7 @@ class CertificateWorkflow:
             except (ActivityError, ApplicationError, StepTimeout) as err:
                 # A local step's last failure arrives as itself (ApplicationError, or a timeout
                 # when an attempt hung), not wrapped in an ActivityError.
-                if not isinstance(err, StepTimeout) and _invalid_data(err) is not None:
+                if _invalid_data(err) is not None:
                     raise
                 workflow.logger.warning("local step %s failed %d times: run as a regular activity", name,
                                         self.local_attempts)
