@@ -11,9 +11,12 @@ from datetime import timedelta
 from typing import TypeVar
 
 import asyncpg
+import pytest
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 
+from benchmarks.protocol import count
 from icr.adapters.db.store import Store
 from icr.domain.models import CertificateStatus, RespondRequest, RespondResult
 from tests.conftest import Engine, Postgres, add_certificate, add_user
@@ -93,3 +96,17 @@ async def database_outage(postgres: Postgres, store: Store) -> AsyncIterator[Non
     finally:
         await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
         await admin.close()
+
+
+async def task_failures(handle: WorkflowHandle) -> int:
+    """How many of the run's workflow tasks failed (each a task the worker could not complete)."""
+    return count((await handle.fetch_history()).events).workflow_tasks_failed
+
+
+async def start_refused(handle: WorkflowHandle, code: str) -> ApplicationError:
+    """The refusal a start the workflow cannot use ends with (its type `code`)."""
+    with pytest.raises(WorkflowFailureError) as caught:
+        await asyncio.wait_for(handle.result(), 30)
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == code, cause
+    return cause

@@ -10,6 +10,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from benchmarks.protocol import count
 from icr.adapters.db.store import Store
 from icr.domain.models import ActivityEvent
 from tests.conftest import Engine, Postgres, add_certificate, add_user, running_engine
@@ -19,15 +20,16 @@ from workflows.certificate import CertificateWorkflow
 
 
 async def counts(handle: WorkflowHandle) -> dict[str, object]:
-    history = await handle.fetch_history()
-    events = history.events
+    """The run's protocol (as the benchmark counts it), with the activities it scheduled."""
+    events = (await handle.fetch_history()).events
+    protocol = count(events)
     return {
-        "timers_started": sum(e.event_type == EventType.EVENT_TYPE_TIMER_STARTED for e in events),
-        "timers_canceled": sum(e.event_type == EventType.EVENT_TYPE_TIMER_CANCELED for e in events),
+        "timers_started": protocol.timers_started,
+        "timers_canceled": protocol.timers_cancelled,
         "activities": [e.activity_task_scheduled_event_attributes.activity_type.name for e in events
                        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED],
-        "markers": sum(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for e in events),
-        "length": len(events),
+        "markers": protocol.local_activities,
+        "length": protocol.history_events,
     }
 
 

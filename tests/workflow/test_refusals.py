@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 from temporalio.client import (
-    WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
@@ -22,6 +21,7 @@ from tests.workflow_helpers import (
     DAY,
     due_certificate,
     respond,
+    start_refused,
     started_certificate,
     status,
 )
@@ -106,10 +106,7 @@ async def test_malformed_case_reference_fails_the_workflow_with_a_clear_error(en
     handle = await engine.client.start_workflow(
         CertificateWorkflow.run, {"case_reference": "12345"}, id="certificate-12345",
         task_queue=engine.task_queue)
-    with pytest.raises(WorkflowFailureError) as caught:
-        await handle.result()
-    cause = caught.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "invalid_case_reference"
+    cause = await start_refused(handle, "invalid_case_reference")
     assert "12 digits starting 3000" in cause.message
 
 

@@ -12,8 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
@@ -33,7 +32,15 @@ from icr.runtime.engine import build_worker
 from icr.runtime.settings import Settings
 from tests.conftest import FIRM, Engine, add_certificate, add_user, running_engine
 from tests.crash import CrashAfterStep
-from tests.workflow_helpers import DAY, due_certificate, respond, started_certificate, status
+from tests.workflow_helpers import (
+    DAY,
+    due_certificate,
+    respond,
+    start_refused,
+    started_certificate,
+    status,
+    task_failures,
+)
 from workflows.certificate import MAX_PENDING_EVENTS, CertificateWorkflow
 
 
@@ -51,11 +58,6 @@ async def settled(handle: WorkflowHandle, done: Callable[[CertificateStatus], bo
             last = err
         await asyncio.sleep(0.2)
     raise AssertionError(f"certificate never reached: {what} (last: {last!r})")
-
-
-async def task_failures(handle: WorkflowHandle) -> int:
-    history = await handle.fetch_history()
-    return sum(1 for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED)
 
 
 # --- a worker that dies between a step and the end of its workflow task ------------------
@@ -251,10 +253,7 @@ async def test_a_start_that_cannot_be_used_ends_with_a_clear_failure(engine: Eng
     args = [] if payload == "no input" else [payload]
     handle = await engine.client.start_workflow("CertificateWorkflow", args=args, id=workflow_id,
                                                 task_queue=engine.task_queue)
-    with pytest.raises(WorkflowFailureError) as caught:
-        await asyncio.wait_for(handle.result(), 30)
-    cause = caught.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "invalid_case_reference"
+    cause = await start_refused(handle, "invalid_case_reference")
     assert "12 digits starting 3000" in cause.message
     assert await task_failures(handle) == 0
 
